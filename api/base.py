@@ -1,0 +1,74 @@
+"""Base classes every API view uses: idempotent POSTs and the audit actor at hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from rest_framework import generics, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.authentication import ApiClient
+from api.idempotency import idempotent_response
+from core.actors import Actor
+
+
+class IdempotentDispatchMixin:
+    """Wraps POST handlers in the Idempotency-Key contract.
+
+    This mirrors `APIView.dispatch`, adding only the idempotency step between the checks
+    (authentication, scopes, throttling) and the handler.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view: Any = self
+        view.args = args
+        view.kwargs = kwargs
+        drf_request = view.initialize_request(request, *args, **kwargs)
+        view.request = drf_request
+        view.headers = view.default_response_headers
+        try:
+            view.initial(drf_request, *args, **kwargs)
+            method = drf_request.method.lower()
+            handler = (
+                getattr(view, method, view.http_method_not_allowed)
+                if method in view.http_method_names
+                else view.http_method_not_allowed
+            )
+
+            def call() -> Response:
+                try:
+                    return handler(drf_request, *args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 - converted to the error shape
+                    return view.handle_exception(exc)
+
+            if drf_request.method == "POST":
+                response = idempotent_response(drf_request, call)
+            else:
+                response = handler(drf_request, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - DRF's own contract: errors become responses
+            response = view.handle_exception(exc)
+        view.response = view.finalize_response(drf_request, response, *args, **kwargs)
+        return view.response
+
+    @property
+    def actor(self) -> Actor:
+        request: Request = self.request  # type: ignore[attr-defined]
+        client = request.user
+        if not isinstance(client, ApiClient):
+            raise TypeError("API views run only for requests authenticated by an API key")
+        return client.actor
+
+
+class PlatformAPIView(IdempotentDispatchMixin, APIView):
+    pass
+
+
+class PlatformGenericAPIView(IdempotentDispatchMixin, generics.GenericAPIView):
+    pass
+
+
+class PlatformViewSet(IdempotentDispatchMixin, viewsets.GenericViewSet):
+    pass

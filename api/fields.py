@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core.money import format_amount, minor_units
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "example": "19.99"})
+class AmountField(serializers.Field):
+    """An amount as a decimal string, with exactly the decimals of the object's currency.
+
+    Input must be a string or an integer (never a JSON float, which may already be inexact).
+    Serializers check the decimals against the currency in `validate`.
+    """
+
+    default_error_messages = {
+        "invalid": 'Send amounts as decimal strings, for example "19.99".',
+        "negative": "Amounts cannot be negative.",
+    }
+
+    def __init__(self, *, currency_source: str = "currency", exact: bool = True, **kwargs: Any):
+        self.currency_source = currency_source
+        self.exact = exact  # False for unit prices that may carry more decimals (per-call usage)
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        value = super().get_attribute(instance)
+        currency = instance
+        for part in self.currency_source.split("."):
+            currency = getattr(currency, part)
+        return (value, currency)
+
+    def to_representation(self, value: Any) -> str | None:
+        amount, currency = value
+        if amount is None:
+            return None
+        if self.exact:
+            return format_amount(amount, currency)
+        exponent = int(Decimal(amount).normalize().as_tuple().exponent)
+        places = max(-exponent, minor_units(currency))
+        return f"{Decimal(amount):.{places}f}"
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, str | int):
+            self.fail("invalid")
+        try:
+            amount = Decimal(str(data).strip())
+        except InvalidOperation:
+            self.fail("invalid")
+        if not amount.is_finite():
+            self.fail("invalid")
+        if amount < 0:
+            self.fail("negative")
+        return amount
+
+
+__all__ = ["AmountField", "OpenApiTypes"]

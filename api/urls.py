@@ -1,0 +1,15 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from api.test_clock import TestClockAdvanceView, TestClockView
+
+app_name = "api"
+
+router = DefaultRouter(trailing_slash=False)
+router.include_root_view = False
+
+urlpatterns = [
+    path("test_clock", TestClockView.as_view(), name="test-clock"),
+    path("test_clock/advance", TestClockAdvanceView.as_view(), name="test-clock-advance"),
+    path("", include(router.urls)),
+]
