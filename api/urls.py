@@ -1,12 +1,15 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.test_clock import TestClockAdvanceView, TestClockView
+from api.views import catalog, customers
+from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
+catalog.register(router)
+customers.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),
