@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.lookups import Exact
 
 from catalog.models import PriceList
 
@@ -19,6 +20,13 @@ class Partner(models.Model):
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(code__regex=r"^[a-z0-9]+([-_][a-z0-9]+)*$"), name="partner_code_slug"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -92,6 +100,23 @@ class Customer(models.Model):
             models.CheckConstraint(
                 condition=Q(billing_day__isnull=True) | Q(billing_day__gte=1, billing_day__lte=31),
                 name="customer_billing_day_in_month",
+            ),
+            models.CheckConstraint(
+                condition=~Q(external_id=""), name="customer_external_id_not_blank"
+            ),
+            models.CheckConstraint(condition=~Q(email=""), name="customer_email_not_blank"),
+            models.CheckConstraint(condition=~Q(name=""), name="customer_name_not_blank"),
+            # ISO 3166-2: a subdivision suffix (CA of US-CA) only means something in a country.
+            models.CheckConstraint(
+                condition=Q(region="") | (~Q(country="") & Q(region__regex=r"^[A-Z0-9]{1,3}$")),
+                name="customer_region_iso",
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    Func(F("metadata"), function="jsonb_typeof", output_field=models.CharField()),
+                    Value("object"),
+                ),
+                name="customer_metadata_is_object",
             ),
         ]
         indexes = [
