@@ -16,7 +16,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
@@ -146,7 +146,7 @@ def customer_create(
     tax_id: str | None = None,
     segments: list[str] | None = None,
     acquisition_channel: str | None = None,
-    partner: Partner | None = None,
+    partner: Partner | None = UNSET,
     price_list: PriceList | None = None,
     billing_day: int | None = None,
     autocharge: bool = True,
@@ -157,17 +157,20 @@ def customer_create(
 
     Without an `external_id` one is generated (`cus_...`). The acquisition channel defaults to
     `partner` for a partner's customer, else `organic`. With `partner_scope` (a partner's API
-    key) the customer belongs to that partner whatever `partner` says, and naming another
-    partner is refused.
+    key) the customer belongs to that partner: `partner` may be omitted or name that partner,
+    anything else (another partner, or explicitly None) is refused.
     """
     if partner_scope is not None:
-        if partner is not None and partner.pk != partner_scope.pk:
+        # Omitted means "mine"; naming another partner, or explicitly none, is refused.
+        if partner is not UNSET and (partner is None or partner.pk != partner_scope.pk):
             raise PermissionDeniedError(
                 "A partner API key can only create customers for its own partner.",
                 code="partner_forbidden",
                 param="partner",
             )
         partner = partner_scope
+    elif partner is UNSET:
+        partner = None
     values = customer_clean_input(
         {
             "external_id": external_id
@@ -357,7 +360,7 @@ def interaction_record(
     channel: str,
     note: str,
     actor: Actor,
-    author: AbstractBaseUser | None = None,
+    author: User | None = None,
     occurred_at: datetime | None = None,
     partner_scope: Partner | None = None,
 ) -> Interaction:

@@ -279,6 +279,23 @@ def test_a_partner_scoped_create_for_another_partner_is_forbidden(
     assert Customer.objects.count() == 0
 
 
+def test_a_partner_scoped_create_for_no_partner_is_forbidden(
+    make_partner: Callable[..., Any],
+) -> None:
+    acme = make_partner("acme")
+
+    with pytest.raises(PermissionDeniedError) as error:
+        customer_create(
+            email="a@example.com", name="A", partner=None, actor=STAFF, partner_scope=acme
+        )
+    own = customer_create(
+        email="b@example.com", name="B", partner=acme, actor=STAFF, partner_scope=acme
+    )
+
+    assert error.value.code == "partner_forbidden"
+    assert list(Customer.objects.values_list("pk", flat=True)) == [own.pk]
+
+
 def test_a_partner_scoped_write_may_only_use_the_partners_own_price_list(
     make_partner: Callable[..., Any], make_price_list: Callable[..., Any]
 ) -> None:

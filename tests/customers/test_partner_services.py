@@ -66,7 +66,7 @@ def test_create_normalizes_and_audits(clock: Any, make_price_list: Callable[...,
     ],
 )
 def test_create_refuses_bad_input(
-    clock: Any, fields: dict[str, str], code: str, param: str
+    clock: Any, fields: dict[str, Any], code: str, param: str
 ) -> None:
     with pytest.raises(ValidationError) as error:
         partner_create(**{"code": "acme", "name": "Acme", **fields}, actor=STAFF)

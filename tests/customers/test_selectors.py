@@ -41,7 +41,12 @@ def test_customer_get_answers_not_found_alike_for_others_missing_and_garbage(
 ) -> None:
     acme, globex = make_partner("acme"), make_partner("globex")
     theirs = make_customer(partner=globex)
-    lookup = {"other": theirs.pk, "missing": theirs.pk + 1000, "abc": "abc"}[pk]
+    lookups: dict[str, int | str] = {
+        "other": theirs.pk,
+        "missing": theirs.pk + 1000,
+        "abc": "abc",
+    }
+    lookup = lookups[pk]
 
     with pytest.raises(NotFoundError) as error:
         customer_get(pk=lookup, partner=acme)
