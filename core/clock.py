@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime
 from django.conf import settings
 from django.utils import timezone
 
+from core.errors import NotFoundError
+
 DailyWork = Callable[[date], dict[str, int]]
 _daily_work: dict[str, DailyWork] = {}
 
@@ -38,5 +40,17 @@ def register_daily_work(name: str, work: DailyWork) -> None:
     _daily_work[name] = work
 
 
+def unregister_daily_work(name: str) -> None:
+    """Remove registered work (tests register their own and take it away afterwards)."""
+    _daily_work.pop(name, None)
+
+
 def daily_work() -> dict[str, DailyWork]:
+    """The registered work, in registration order (the order it runs in each day)."""
     return dict(_daily_work)
+
+
+def require_test_mode() -> None:
+    """Refuse, as if it did not exist, anything that moves or shows the test clock in production."""
+    if not settings.TEST_MODE:
+        raise NotFoundError("The test clock exists only in TEST_MODE.", code="test_mode_off")

@@ -1,24 +1,29 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db import models, transaction
-from django.forms.models import model_to_dict
+from django.db import connection, models, transaction
 
 from core import clock
 from core.actors import Actor
-from core.errors import NotFoundError, ValidationError
+from core.errors import ConflictError, ValidationError
 from core.middleware import current_request_id
 from core.models import AuditLog, TestClock
 from core.selectors import test_clock_now
 
 
 def audit_snapshot(instance: models.Model) -> dict[str, Any]:
-    """A JSON-safe picture of a model instance for the audit log's before/after."""
-    data = model_to_dict(instance)
-    return {key: _json_safe(value) for key, value in data.items()}
+    """A JSON-safe picture of a model instance for the audit log's before/after.
+
+    Every stored field is in it, including the ones forms never edit (`editable=False`, auto
+    timestamps), which `model_to_dict` would silently leave out; relations appear as ids.
+    """
+    opts = instance._meta
+    fields = [*opts.concrete_fields, *(opts.many_to_many if instance.pk is not None else [])]
+    return {field.name: _json_safe(field.value_from_object(instance)) for field in fields}
 
 
 def _json_safe(value: Any) -> Any:
@@ -56,59 +61,82 @@ def audit_record(
     )
 
 
-def _require_test_mode() -> None:
-    if not settings.TEST_MODE:
-        raise NotFoundError("The test clock exists only in TEST_MODE.", code="test_mode_off")
+# A fixed id for the PostgreSQL advisory lock that lets one test clock advance run at a time.
+_TEST_CLOCK_ADVANCE_LOCK = 0x7E57C10C
 
 
 @transaction.atomic
 def test_clock_set(*, to: datetime) -> datetime:
-    """Put the test clock at `to` (forwards or backwards; for tests and demo resets)."""
-    _require_test_mode()
+    """Put the test clock at `to` (forwards or backwards; for tests and demo resets).
+
+    A harness, not a business write: it runs no daily work and leaves no audit entry, so a
+    test's own audit assertions see only what the code under test did.
+    """
+    clock.require_test_mode()
     if to.tzinfo is None:
         raise ValidationError("The time must carry a timezone.", param="to")
     TestClock.objects.update_or_create(id=1, defaults={"frozen_time": to})
     return to
 
 
+@contextmanager
+def _test_clock_advance_lock() -> Iterator[None]:
+    # Two advances at once would both run the work of the days they cross. The advance spans
+    # many transactions (one per work item and day), so a session-level advisory lock guards it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_TEST_CLOCK_ADVANCE_LOCK])
+        (acquired,) = cursor.fetchone()
+    if not acquired:
+        raise ConflictError(
+            "The test clock is being advanced by another request; try again when it is done.",
+            code="test_clock_busy",
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_TEST_CLOCK_ADVANCE_LOCK])
+
+
 def test_clock_advance(*, to: datetime, actor: Actor) -> dict[str, Any]:
     """Move the test clock forward to `to`, performing each day's due work on the way.
 
-    The registered daily work runs for every UTC day boundary crossed, in order, each day in
-    its own transaction, so a year can be played through in one call.
+    For every UTC day boundary crossed, in order, the clock is set to that midnight and the
+    registered daily work runs (in registration order); each work function opens its own
+    transactions, so a year can be played through in one call. If a work function fails, the
+    clock stays at the midnight of the day that failed, after the days already completed.
     """
-    _require_test_mode()
+    clock.require_test_mode()
     if to.tzinfo is None:
         raise ValidationError("The target time must carry a timezone.", param="to")
-    with transaction.atomic():
-        current = TestClock.objects.select_for_update().filter(id=1).first()
-        start = current.frozen_time if current else test_clock_now()
-    if to < start:
-        raise ValidationError(
-            "The test clock only moves forward.", code="clock_backwards", param="to"
-        )
-    days: list[dict[str, Any]] = []
-    day = start.astimezone(UTC).date()
-    target_day = to.astimezone(UTC).date()
-    while day < target_day:
-        day += timedelta(days=1)
-        moment = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-        days.append(_run_day(day, moment, actor))
-    with transaction.atomic():
-        TestClock.objects.update_or_create(id=1, defaults={"frozen_time": to})
-        audit_record(
-            actor=actor,
-            action="test_clock.advance",
-            instance=TestClock.objects.get(id=1),
-            before={"frozen_time": start.isoformat()},
-            after={"frozen_time": to.isoformat()},
-        )
+    with _test_clock_advance_lock():
+        start = test_clock_now()
+        if to < start:
+            raise ValidationError(
+                "The test clock only moves forward.", code="clock_backwards", param="to"
+            )
+        days: list[dict[str, Any]] = []
+        day = start.astimezone(UTC).date()
+        target_day = to.astimezone(UTC).date()
+        while day < target_day:
+            day += timedelta(days=1)
+            days.append(_run_day(day))
+        with transaction.atomic():
+            test_clock, _ = TestClock.objects.update_or_create(id=1, defaults={"frozen_time": to})
+            audit_record(
+                actor=actor,
+                action="test_clock.advance",
+                instance=test_clock,
+                before={"frozen_time": start.isoformat()},
+                after={"frozen_time": to.isoformat()},
+            )
     return {"from": start, "to": to, "days": [d for d in days if d["work"]]}
 
 
-def _run_day(day: date, moment: datetime, actor: Actor) -> dict[str, Any]:
+def _run_day(day: date) -> dict[str, Any]:
+    midnight = datetime.combine(day, time.min, tzinfo=UTC)
     with transaction.atomic():
-        TestClock.objects.update_or_create(id=1, defaults={"frozen_time": moment})
+        TestClock.objects.update_or_create(id=1, defaults={"frozen_time": midnight})
     work: dict[str, dict[str, int]] = {}
     for name, run in clock.daily_work().items():
         result = run(day)
