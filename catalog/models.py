@@ -26,6 +26,8 @@ def _currency_field(**kwargs: object) -> models.CharField:
 
 
 CURRENCY_FORMAT = Q(currency__regex=r"^[A-Z]{3}$")
+# A CHECK constraint passes when its condition is NULL, so every comparison on a nullable column
+# below says `__isnull=False` too (a repeating coupon with no cycle count must fail, not pass).
 
 
 class ArchivableQuerySet(models.QuerySet):
@@ -40,6 +42,9 @@ class Feature(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField()
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ArchivableQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.code
@@ -167,7 +172,7 @@ class PlanPhase(models.Model):
                     Q(kind="evergreen", duration_count__isnull=True, duration_unit="")
                     | (
                         ~Q(kind="evergreen")
-                        & Q(duration_count__gte=1)
+                        & Q(duration_count__isnull=False, duration_count__gte=1)
                         & Q(duration_unit__in=[u.value for u in IntervalUnit])
                     )
                 ),
@@ -235,8 +240,9 @@ class PriceList(models.Model):
 class Price(models.Model):
     """The recurring price of a plan phase in one currency on one price list, from a date on.
 
-    Rows are immutable once created; a price change is a new version (a later
-    `effective_from`), and older versions stay for the subscribers who signed up at them.
+    Rows are immutable once created (a database trigger refuses UPDATE); a price change is a
+    new version (a later `effective_from`), and older versions stay for the subscribers who
+    signed up at them.
     """
 
     phase = models.ForeignKey(PlanPhase, on_delete=models.CASCADE, related_name="prices")
@@ -293,6 +299,7 @@ class Bundle(models.Model):
                     Q(pricing="fixed_price", discount_percent__isnull=True)
                     | Q(
                         pricing="percent_discount",
+                        discount_percent__isnull=False,
                         discount_percent__gt=0,
                         discount_percent__lte=100,
                     )
@@ -380,14 +387,19 @@ class Coupon(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
-                    Q(discount_type="percent", percent_off__gt=0, percent_off__lte=100)
+                    Q(
+                        discount_type="percent",
+                        percent_off__isnull=False,
+                        percent_off__gt=0,
+                        percent_off__lte=100,
+                    )
                     | Q(discount_type="fixed", percent_off__isnull=True)
                 ),
                 name="coupon_discount_consistent",
             ),
             models.CheckConstraint(
                 condition=(
-                    Q(duration="repeating", duration_cycles__gte=1)
+                    Q(duration="repeating", duration_cycles__isnull=False, duration_cycles__gte=1)
                     | (~Q(duration="repeating") & Q(duration_cycles__isnull=True))
                 ),
                 name="coupon_duration_cycles_consistent",
@@ -447,6 +459,10 @@ class PromotionCode(models.Model):
                 name="promotion_code_redemptions_within_max",
             ),
             models.CheckConstraint(
+                condition=Q(max_redemptions__isnull=True) | Q(max_redemptions__gte=1),
+                name="promotion_code_max_redemptions_min_1",
+            ),
+            models.CheckConstraint(
                 condition=Q(code__regex=r"^[A-Z0-9_-]+$"), name="promotion_code_upper_alnum"
             ),
         ]
@@ -474,6 +490,11 @@ class TaxRate(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(country__regex=r"^[A-Z]{2}$"), name="tax_rate_country_iso"
+            ),
+            # The subdivision part of ISO 3166-2 (CA for US-CA): one to three letters or digits.
+            models.CheckConstraint(
+                condition=Q(region="") | Q(region__regex=r"^[A-Z0-9]{1,3}$"),
+                name="tax_rate_region_iso",
             ),
             models.UniqueConstraint(
                 fields=["country", "region"],
