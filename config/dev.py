@@ -119,6 +119,16 @@ def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def _wait_until_listening(host: str, port: int, web: subprocess.Popen[bytes]) -> bool:
+    """Wait until the web server accepts connections, so the URLs printed next answer."""
+    deadline = time.monotonic() + 120
+    while web.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
     # While any member lives, the group id cannot be reused, so this never hits a stranger.
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -173,7 +183,8 @@ def run(host: str, port: int) -> int:
                 seeded = _seed(env)
                 for name, cmd in _commands(host, port).items():
                     processes[name] = _start(cmd, env)
-                _print_urls(host, port, env, seeded=seeded)
+                if _wait_until_listening(host, port, processes["web"]):
+                    _print_urls(host, port, env, seeded=seeded)
                 while all(p.poll() is None for p in processes.values()):
                     time.sleep(0.25)
                 name, process = next((n, p) for n, p in processes.items() if p.poll() is not None)
