@@ -39,7 +39,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        if scheme != self.keyword or not token.strip():
+        # Authentication schemes are case-insensitive (RFC 9110, section 11.1).
+        if scheme.lower() != self.keyword.lower() or not token.strip():
             raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
         key = (
             ApiKey.objects.select_related("partner")
@@ -57,7 +58,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return ApiClient(key=key), key
 
     def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        return f'{self.keyword} realm="api"'
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -16,11 +16,10 @@ from core.actors import Actor
 
 
 class IdempotentDispatchMixin:
-    """Wraps POST handlers in the Idempotency-Key contract.
-
-    This mirrors `APIView.dispatch`, adding only the idempotency step between the checks
-    (authentication, scopes, throttling) and the handler.
-    """
+    # Wraps POST handlers in the Idempotency-Key contract: `dispatch` mirrors
+    # `APIView.dispatch`, adding only the idempotency step between the checks (authentication,
+    # scopes, throttling) and the handler. No docstrings on these base classes: drf-spectacular
+    # would show them as the description of every endpoint that has none of its own.
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         view: Any = self
@@ -44,7 +43,8 @@ class IdempotentDispatchMixin:
                 except Exception as exc:  # noqa: BLE001 - converted to the error shape
                     return view.handle_exception(exc)
 
-            if drf_request.method == "POST":
+            # A POST the view does not take is a 405, not a request worth remembering.
+            if drf_request.method == "POST" and handler != view.http_method_not_allowed:
                 response = idempotent_response(drf_request, call)
             else:
                 response = handler(drf_request, *args, **kwargs)

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.money import format_amount, minor_units
+from core.errors import ValidationError
+from core.money import format_amount, minor_units, parse_decimal
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "19.99"})
 class AmountField(serializers.Field):
     """An amount as a decimal string, with exactly the decimals of the object's currency.
 
-    Input must be a string or an integer (never a JSON float, which may already be inexact).
+    Input must be a plain decimal string ("19.99") or an integer: never a JSON float, which may
+    already be inexact, nor "1e3" or "1_000".
     Serializers check the decimals against the currency in `validate`.
     """
 
@@ -32,7 +34,8 @@ class AmountField(serializers.Field):
         value = super().get_attribute(instance)
         currency = instance
         for part in self.currency_source.split("."):
-            currency = getattr(currency, part)
+            # Serializers render model instances and plain dicts (previews, reports) alike.
+            currency = currency[part] if isinstance(currency, Mapping) else getattr(currency, part)
         return (value, currency)
 
     def to_representation(self, value: Any) -> str | None:
@@ -46,17 +49,10 @@ class AmountField(serializers.Field):
         return f"{Decimal(amount):.{places}f}"
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, str | int):
-            self.fail("invalid")
         try:
-            amount = Decimal(str(data).strip())
-        except InvalidOperation:
-            self.fail("invalid")
-        if not amount.is_finite():
+            amount = parse_decimal(data)
+        except ValidationError:
             self.fail("invalid")
         if amount < 0:
             self.fail("negative")
         return amount
-
-
-__all__ = ["AmountField", "OpenApiTypes"]

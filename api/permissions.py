@@ -22,7 +22,10 @@ class HasScope(permissions.BasePermission):
         if not isinstance(key, ApiKey):
             return False
         safe = request.method in permissions.SAFE_METHODS
-        action = getattr(view, "action", None) or (request.method or "").lower()
+        # HEAD runs the GET handler, so it needs what GET needs (viewsets map it to the same
+        # action already; plain API views would otherwise fall back to `read`).
+        method = "get" if request.method == "HEAD" else (request.method or "").lower()
+        action = getattr(view, "action", None) or method
         scope = getattr(view, "required_scopes", {}).get(action) or ("read" if safe else "write")
         if not key.has_scope(scope):
             self.message = f"This API key lacks the `{scope}` scope."

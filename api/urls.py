@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import catalog, customers
+from api.views import audit, catalog, customers
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -14,5 +14,6 @@ customers.register(router)
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),
     path("test_clock/advance", TestClockAdvanceView.as_view(), name="test-clock-advance"),
+    path("audit_log", audit.AuditLogListView.as_view(), name="audit-log"),
     path("", include(router.urls)),
 ]

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from api.errors import json_not_found
+from api.errors import json_bad_request, json_not_found, json_server_error
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -29,6 +30,16 @@ urlpatterns = [
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return json_not_found(request, exception)
-    from django.views.defaults import page_not_found
+    return defaults.page_not_found(request, exception)
 
-    return page_not_found(request, exception)
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_bad_request(request, exception)
+    return defaults.bad_request(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_server_error(request)
+    return defaults.server_error(request)

@@ -104,7 +104,9 @@ def test_clock_advance(*, to: datetime, actor: Actor) -> dict[str, Any]:
     For every UTC day boundary crossed, in order, the clock is set to that midnight and the
     registered daily work runs (in registration order); each work function opens its own
     transactions, so a year can be played through in one call. If a work function fails, the
-    clock stays at the midnight of the day that failed, after the days already completed.
+    clock goes back to the last moment whose work is complete (the previous midnight, or where
+    it started) and the error propagates: a retry runs the failed day again, which daily work
+    allows (it is safe to run twice).
     """
     clock.require_test_mode()
     if to.tzinfo is None:
@@ -118,25 +120,36 @@ def test_clock_advance(*, to: datetime, actor: Actor) -> dict[str, Any]:
         days: list[dict[str, Any]] = []
         day = start.astimezone(UTC).date()
         target_day = to.astimezone(UTC).date()
-        while day < target_day:
-            day += timedelta(days=1)
-            days.append(_run_day(day))
-        with transaction.atomic():
-            test_clock, _ = TestClock.objects.update_or_create(id=1, defaults={"frozen_time": to})
-            audit_record(
-                actor=actor,
-                action="test_clock.advance",
-                instance=test_clock,
-                before={"frozen_time": start.isoformat()},
-                after={"frozen_time": to.isoformat()},
-            )
+        reached, completed = start, False
+        try:
+            while day < target_day:
+                day += timedelta(days=1)
+                days.append(_run_day(day))
+                reached = _midnight(day)
+            reached, completed = to, True
+        finally:
+            with transaction.atomic():
+                test_clock, _ = TestClock.objects.update_or_create(
+                    id=1, defaults={"frozen_time": reached}
+                )
+                if completed or reached != start:
+                    audit_record(
+                        actor=actor,
+                        action="test_clock.advance",
+                        instance=test_clock,
+                        before={"frozen_time": start.isoformat()},
+                        after={"frozen_time": reached.isoformat()},
+                    )
     return {"from": start, "to": to, "days": [d for d in days if d["work"]]}
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
 def _run_day(day: date) -> dict[str, Any]:
-    midnight = datetime.combine(day, time.min, tzinfo=UTC)
     with transaction.atomic():
-        TestClock.objects.update_or_create(id=1, defaults={"frozen_time": midnight})
+        TestClock.objects.update_or_create(id=1, defaults={"frozen_time": _midnight(day)})
     work: dict[str, dict[str, int]] = {}
     for name, run in clock.daily_work().items():
         result = run(day)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -10,7 +9,6 @@ from rest_framework.response import Response
 
 from api.base import PlatformAPIView
 from core import clock
-from core.errors import NotFoundError
 from core.services import test_clock_advance
 
 
@@ -35,17 +33,12 @@ class TestClockAdvanceResultSerializer(serializers.Serializer):
     days = DayWorkSerializer(many=True)
 
 
-def _require_test_mode() -> None:
-    if not settings.TEST_MODE:
-        raise NotFoundError("The test clock exists only in TEST_MODE.", code="test_mode_off")
-
-
 class TestClockView(PlatformAPIView):
     @extend_schema(
         operation_id="test_clock_retrieve", responses=TestClockSerializer, tags=["test clock"]
     )
     def get(self, request: Request) -> Response:
-        _require_test_mode()
+        clock.require_test_mode()
         return Response(TestClockSerializer({"now": clock.now(), "today": clock.today()}).data)
 
 
@@ -63,7 +56,7 @@ class TestClockAdvanceView(PlatformAPIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        _require_test_mode()
+        clock.require_test_mode()
         payload = TestClockAdvanceSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         result: dict[str, Any] = test_clock_advance(

@@ -245,24 +245,50 @@ def test_advance_refuses_a_naive_time(clock: Callable[[datetime], datetime]) -> 
     assert platform_clock.now() == FIXED_NOW
 
 
-def test_a_failing_day_stops_the_advance_at_that_days_midnight(
+def test_a_failing_day_leaves_the_clock_after_the_last_completed_day(
     clock: Callable[[datetime], datetime], daily_work: Register
 ) -> None:
     calls: list[date] = []
+    failing = {date(2026, 1, 17)}
 
     def billing(day: date) -> dict[str, int]:
         calls.append(day)
-        if day == date(2026, 1, 17):
+        if day in failing:
             raise RuntimeError("billing run failed")
         return {"invoices": 1}
 
     daily_work("billing", billing)
 
     with pytest.raises(RuntimeError, match="billing run failed"):
-        advance_clock(to=datetime(2026, 1, 20, tzinfo=UTC), actor=SYSTEM)
+        advance_clock(to=datetime(2026, 1, 18, 9, 0, tzinfo=UTC), actor=SYSTEM)
 
     assert calls == [date(2026, 1, 16), date(2026, 1, 17)]
-    assert platform_clock.now() == datetime(2026, 1, 17, tzinfo=UTC)
+    assert platform_clock.now() == datetime(2026, 1, 16, tzinfo=UTC)
+    entry = AuditLog.objects.get(action="test_clock.advance")
+    assert entry.before == {"frozen_time": "2026-01-15T12:00:00+00:00"}
+    assert entry.after == {"frozen_time": "2026-01-16T00:00:00+00:00"}
+
+    # The retry runs the failed day again, and only the days not completed.
+    failing.clear()
+    result = advance_clock(to=datetime(2026, 1, 18, 9, 0, tzinfo=UTC), actor=SYSTEM)
+
+    assert calls == [date(2026, 1, 16), date(2026, 1, 17), date(2026, 1, 17), date(2026, 1, 18)]
+    assert [d["date"] for d in result["days"]] == ["2026-01-17", "2026-01-18"]
+    assert platform_clock.now() == datetime(2026, 1, 18, 9, 0, tzinfo=UTC)
+
+
+def test_a_failing_first_day_leaves_the_clock_where_it_was_and_records_nothing(
+    clock: Callable[[datetime], datetime], daily_work: Register
+) -> None:
+    def billing(day: date) -> dict[str, int]:
+        raise RuntimeError("billing run failed")
+
+    daily_work("billing", billing)
+
+    with pytest.raises(RuntimeError):
+        advance_clock(to=datetime(2026, 1, 18, tzinfo=UTC), actor=SYSTEM)
+
+    assert platform_clock.now() == FIXED_NOW
     assert not AuditLog.objects.exists()
 
 
