@@ -65,24 +65,17 @@ def partner_create(
     contact_email: str = "",
     price_list: PriceList | None = None,
 ) -> Partner:
-    code = _clean_partner_code(code)
-    name = _clean_required_text(name, param="name", max_length=200)
-    contact_email = _clean_email(contact_email, param="contact_email", required=False)
-    _check_price_list(price_list)
+    values = partner_clean_input(
+        {"code": code, "name": name, "contact_email": contact_email, "price_list": price_list},
+        current=None,
+    )
     with transaction.atomic():
-        partner = Partner(
-            code=code,
-            name=name,
-            contact_email=contact_email,
-            price_list=price_list,
-            active=True,
-            created_at=clock.now(),
-        )
+        partner = Partner(**values, active=True, created_at=clock.now())
         _save_unique(
             partner,
-            duplicates=Partner.objects.filter(code=code),
+            duplicates=Partner.objects.filter(code=values["code"]),
             conflict=ConflictError(
-                f"A partner with code {code!r} already exists.",
+                f"A partner with code {values['code']!r} already exists.",
                 code="partner_exists",
                 param="code",
             ),
@@ -102,19 +95,42 @@ def partner_update(
     price_list: PriceList | None = UNSET,
 ) -> Partner:
     """Change a partner's details. Its code is its public identity and never changes."""
-    changes: dict[str, Any] = {}
-    if name is not UNSET:
-        changes["name"] = _clean_required_text(name, param="name", max_length=200)
-    if contact_email is not UNSET:
-        changes["contact_email"] = _clean_email(
-            contact_email, param="contact_email", required=False
-        )
-    if price_list is not UNSET:
-        _check_price_list(price_list)
-        changes["price_list"] = price_list
+    given = {
+        field: value
+        for field, value in {
+            "name": name,
+            "contact_email": contact_email,
+            "price_list": price_list,
+        }.items()
+        if value is not UNSET
+    }
     with transaction.atomic():
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        changes = partner_clean_input(given, current=locked)
         return _apply_changes(locked, changes, actor=actor, action="partner.update")
+
+
+def partner_clean_input(values: dict[str, Any], *, current: Partner | None) -> dict[str, Any]:
+    """Validate and normalize partner fields (the code only on creation); write nothing."""
+    clean: dict[str, Any] = {}
+    if "code" in values:
+        if current is not None:
+            raise ValidationError(
+                "A partner's code never changes.", code="partner_code_immutable", param="code"
+            )
+        clean["code"] = _clean_partner_code(values["code"])
+    if "name" in values:
+        clean["name"] = _clean_required_text(values["name"], param="name", max_length=200)
+    if "contact_email" in values:
+        clean["contact_email"] = _clean_email(
+            values["contact_email"], param="contact_email", required=False
+        )
+    if "price_list" in values:
+        price_list = values["price_list"]
+        if current is None or price_list is None or price_list.pk != current.price_list_id:
+            _check_price_list(price_list)
+        clean["price_list"] = price_list
+    return clean
 
 
 def partner_deactivate(*, partner: Partner, actor: Actor) -> Partner:
@@ -370,6 +386,27 @@ def interaction_record(
         raise NotFoundError(
             f"No such customer: {customer.pk}.", code="customer_not_found", param="id"
         )
+    values = interaction_clean_input({"channel": channel, "note": note, "occurred_at": occurred_at})
+    label = actor.label or (author.get_username() if author is not None else "")
+    with transaction.atomic():
+        interaction = Interaction.objects.create(
+            customer=customer,
+            author=author,
+            author_label=label[:200],
+            **values,
+        )
+        audit_record(
+            actor=actor,
+            action="interaction.create",
+            instance=interaction,
+            after=audit_snapshot(interaction),
+        )
+    return interaction
+
+
+def interaction_clean_input(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate channel, note and occurred_at (now when None, never in the future)."""
+    channel, note, occurred_at = values["channel"], values["note"], values.get("occurred_at")
     if channel not in Interaction.Channel.values:
         raise ValidationError(
             f"channel must be one of {', '.join(Interaction.Channel.values)}.",
@@ -396,23 +433,7 @@ def interaction_record(
                 code="occurred_in_future",
                 param="occurred_at",
             )
-    label = actor.label or (author.get_username() if author is not None else "")
-    with transaction.atomic():
-        interaction = Interaction.objects.create(
-            customer=customer,
-            channel=channel,
-            note=note.strip(),
-            author=author,
-            author_label=label[:200],
-            occurred_at=occurred_at or now,
-        )
-        audit_record(
-            actor=actor,
-            action="interaction.create",
-            instance=interaction,
-            after=audit_snapshot(interaction),
-        )
-    return interaction
+    return {"channel": channel, "note": note.strip(), "occurred_at": occurred_at or now}
 
 
 # --- helpers ----------------------------------------------------------------------------------
