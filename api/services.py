@@ -4,6 +4,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from api.models import ApiKey
@@ -27,6 +28,7 @@ def api_key_create(
     partner: Partner | None = None,
     rate_limit_per_minute: int | None = None,
     plaintext: str | None = None,
+    created_by: User | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; return it with its plaintext, which is never stored and shown only now.
 
@@ -51,6 +53,7 @@ def api_key_create(
             scopes=sorted(set(scopes)),
             partner=partner,
             rate_limit_per_minute=rate_limit_per_minute,
+            created_by=created_by,
             created_at=clock.now(),
         )
         audit_record(actor=actor, action="api_key.create", instance=key, after=audit_snapshot(key))
