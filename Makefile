@@ -1,17 +1,24 @@
 # Two commands on a fresh machine: `make run` (platform + demo data) and `make test`.
+# Needs only python3 (>= 3.11); without DATABASE_URL / REDIS_URL, embedded servers are started.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+INSTALL_LOG := $(VENV)/install.log
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint format typecheck bench schema clean
 
+# Quiet when it works; on a failure the whole pip log is shown and make stops.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "make install: Python >= 3.11 is needed; $(PYTHON) is $$($(PYTHON) -V 2>&1)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the project and its dev tools into $(VENV) (log: $(INSTALL_LOG))"
+	@{ $(BIN)/python -m pip install --upgrade pip \
+		&& $(BIN)/python -m pip install --editable '.[dev]'; } > $(INSTALL_LOG) 2>&1 \
+		|| { cat $(INSTALL_LOG); echo "make install: pip failed (log above, kept in $(INSTALL_LOG))" >&2; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -36,7 +43,7 @@ schema: install
 	$(BIN)/python -m config.dev exec -- $(BIN)/python manage.py spectacular --validate --fail-on-warn --file .data/openapi.yaml
 
 bench: install
-	$(BIN)/python -m config.dev exec -- $(BIN)/python -m bench
+	$(BIN)/python -m config.dev exec -- $(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
