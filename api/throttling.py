@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from typing import Any
 
 from django.conf import settings
@@ -43,7 +44,8 @@ class ApiKeyRateThrottle(BaseThrottle):
             current = 1
         if current + previous * (1 - elapsed / self.window_seconds) <= limit:
             return True
-        cache.decr(current_key)
+        with suppress(ValueError):  # the counter expired meanwhile: nothing left to give back
+            cache.decr(current_key)
         self._wait = self._seconds_until_allowed(current - 1, previous, elapsed, limit)
         return False
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest
 
 from core.actors import Actor
@@ -12,35 +12,42 @@ from core.services import audit_record, audit_snapshot
 
 
 class AuditedModelAdmin(admin.ModelAdmin):
-    """A ModelAdmin whose every save and delete lands in the audit log with before/after."""
+    """A ModelAdmin whose every save and delete lands in the audit log with before/after.
+
+    The change and its audit entry commit together: the admin's bulk delete action runs
+    outside any transaction, and a delete refused by a PROTECT foreign key must not leave an
+    entry saying it happened.
+    """
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        before = None
-        if change and obj.pk is not None:
-            previous = type(obj).objects.filter(pk=obj.pk).first()
-            before = audit_snapshot(previous) if previous is not None else None
-        super().save_model(request, obj, form, change)
-        audit_record(
-            actor=Actor.user(request.user),
-            action=f"{obj._meta.model_name}.{'update' if change else 'create'}",
-            instance=obj,
-            before=before,
-            after=audit_snapshot(obj),
-        )
+        with transaction.atomic():
+            before = None
+            if change and obj.pk is not None:
+                previous = type(obj).objects.filter(pk=obj.pk).first()
+                before = audit_snapshot(previous) if previous is not None else None
+            super().save_model(request, obj, form, change)
+            audit_record(
+                actor=Actor.user(request.user),
+                action=f"{obj._meta.model_name}.{'update' if change else 'create'}",
+                instance=obj,
+                before=before,
+                after=audit_snapshot(obj),
+            )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        before = audit_snapshot(obj)
-        audit_record(
-            actor=Actor.user(request.user),
-            action=f"{obj._meta.model_name}.delete",
-            instance=obj,
-            before=before,
-        )
-        super().delete_model(request, obj)
+        with transaction.atomic():
+            audit_record(
+                actor=Actor.user(request.user),
+                action=f"{obj._meta.model_name}.delete",
+                instance=obj,
+                before=audit_snapshot(obj),
+            )
+            super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
 
 
 @admin.register(AuditLog)
