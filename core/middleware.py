@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from django.http import HttpRequest, HttpResponse
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="")
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def current_request_id() -> str:
@@ -23,7 +23,9 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        request_id = (
+            incoming if _VALID_REQUEST_ID.fullmatch(incoming) else f"req_{uuid.uuid4().hex}"
+        )
         token = _request_id.set(request_id)
         try:
             response = self.get_response(request)

@@ -54,7 +54,7 @@ def test_a_write_through_the_api_names_the_key_and_the_request(
 
 
 @pytest.mark.parametrize(
-    "sent", [None, "", "has space", "x" * 65, "semi;colon", "ünïcode", "<script>"]
+    "sent", [None, "", "has space", "x" * 65, "semi;colon", "ünïcode", "<script>", "trace\n"]
 )
 def test_a_missing_or_malformed_request_id_is_replaced_by_a_generated_one(
     admin: tuple[ApiKey, APIClient], sent: str | None
