@@ -26,6 +26,10 @@ def _currency_field(**kwargs: object) -> models.CharField:
 
 
 CURRENCY_FORMAT = Q(currency__regex=r"^[A-Z]{3}$")
+VERSION_EXISTS = (
+    "A version in this currency on this price list already starts on this date; prices are "
+    "never edited, so choose another date."
+)
 # A CHECK constraint passes when its condition is NULL, so every comparison on a nullable column
 # below says `__isnull=False` too (a repeating coupon with no cycle count must fail, not pass).
 
@@ -221,7 +225,10 @@ class PriceList(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["kind"], condition=Q(kind="default"), name="price_list_one_default"
+                fields=["kind"],
+                condition=Q(kind="default"),
+                name="price_list_one_default",
+                violation_error_message="There is already a default price list.",
             ),
             models.CheckConstraint(
                 condition=~Q(kind="geography") | ~Q(countries=[]),
@@ -259,6 +266,7 @@ class Price(models.Model):
             models.UniqueConstraint(
                 fields=["phase", "price_list", "currency", "effective_from"],
                 name="price_version_unique",
+                violation_error_message=VERSION_EXISTS,
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="price_amount_not_negative"),
             models.CheckConstraint(
@@ -346,6 +354,7 @@ class BundlePrice(models.Model):
             models.UniqueConstraint(
                 fields=["bundle", "price_list", "currency", "effective_from"],
                 name="bundle_price_version_unique",
+                violation_error_message=VERSION_EXISTS,
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="bundle_price_not_negative"),
             models.CheckConstraint(condition=CURRENCY_FORMAT, name="bundle_price_currency_iso"),
@@ -500,6 +509,9 @@ class TaxRate(models.Model):
                 fields=["country", "region"],
                 condition=Q(active=True),
                 name="tax_rate_one_active_per_place",
+                violation_error_message=(
+                    "This place already has an active tax rate; deactivate it first."
+                ),
             ),
         ]
 
@@ -574,6 +586,7 @@ class MeterPrice(models.Model):
             models.UniqueConstraint(
                 fields=["plan_meter", "price_list", "currency", "effective_from"],
                 name="meter_price_version_unique",
+                violation_error_message=VERSION_EXISTS,
             ),
             models.CheckConstraint(condition=CURRENCY_FORMAT, name="meter_price_currency_iso"),
         ]

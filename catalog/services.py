@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Final, TypeVar
 
@@ -44,7 +44,7 @@ from catalog.selectors import coupon_redeemable, price_list_default
 from core import clock
 from core.actors import Actor
 from core.errors import ConflictError, ValidationError
-from core.money import DECIMAL_PLACES, MAX_DIGITS, minor_units, normalize_currency
+from core.money import DECIMAL_PLACES, MAX_DIGITS, minor_units, normalize_currency, parse_decimal
 from core.periods import IntervalUnit
 from core.services import audit_record, audit_snapshot
 
@@ -164,15 +164,10 @@ def _clean_metadata(metadata: Mapping[str, Any] | None, *, param: str = "metadat
 
 
 def _decimal(value: Decimal | int | str, *, param: str, code: str = "invalid_amount") -> Decimal:
-    if isinstance(value, float | bool):
-        raise ValidationError(f"`{param}` must be a decimal string.", code=code, param=param)
     try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationError(f"{value!r} is not a decimal.", code=code, param=param) from None
-    if not number.is_finite():
-        raise ValidationError(f"`{param}` must be finite.", code=code, param=param)
-    return number
+        return parse_decimal(value, param=param)
+    except ValidationError as error:
+        raise ValidationError(error.message, code=code, param=param) from None
 
 
 def _places(number: Decimal) -> int:
@@ -543,7 +538,8 @@ def plan_phases_validate(phases: Sequence[PhaseSpec], *, param: str = "phases") 
             )
         if index < last and kind in _FINAL_PHASES:
             raise ValidationError(
-                f"A {kind} phase is final: only trial and discount phases come before it.",
+                "An evergreen or fixed-term phase ends the plan: only trial and discount "
+                "phases come before it.",
                 code="invalid_phase_order",
                 param=f"{at}.kind",
             )
@@ -803,17 +799,21 @@ def plan_unarchive(*, plan: Plan, actor: Actor) -> Plan:
 # --- prices -------------------------------------------------------------------------------------
 
 
-def _price_insert(
+def price_clean_input(
     *,
     phase: PlanPhase,
     currency: str,
     amount: Decimal | int | str,
-    setup_fee: Decimal | int | str,
-    price_list: PriceList | None,
-    effective_from: date | None,
-    actor: Actor,
+    setup_fee: Decimal | int | str = Decimal("0"),
+    price_list: PriceList | None = None,
+    effective_from: date | None = None,
     param: str = "",
 ) -> Price:
+    """The unsaved price version these inputs make (the admin's forms check with it too).
+
+    The amounts have no more decimals than the currency (JPY 0, USD 2, KWD 3), the list is
+    the default one when none is given, and the version starts today or later.
+    """
     prefix = f"{param}." if param else ""
     currency = _clean_currency(currency, param=f"{prefix}currency")
     cleaned_amount = _clean_money(amount, currency, param=f"{prefix}amount")
@@ -826,7 +826,7 @@ def _price_insert(
             code="trial_not_free",
             param=f"{prefix}amount",
         )
-    price = Price(
+    return Price(
         phase=phase,
         price_list=resolved_list,
         currency=currency,
@@ -835,7 +835,29 @@ def _price_insert(
         effective_from=day,
         created_at=clock.now(),
     )
-    conflict = _version_exists("price", currency, resolved_list, day)
+
+
+def _price_insert(
+    *,
+    phase: PlanPhase,
+    currency: str,
+    amount: Decimal | int | str,
+    setup_fee: Decimal | int | str,
+    price_list: PriceList | None,
+    effective_from: date | None,
+    actor: Actor,
+    param: str = "",
+) -> Price:
+    price = price_clean_input(
+        phase=phase,
+        currency=currency,
+        amount=amount,
+        setup_fee=setup_fee,
+        price_list=price_list,
+        effective_from=effective_from,
+        param=param,
+    )
+    conflict = _version_exists("price", price.currency, price.price_list, price.effective_from)
     _insert(price, conflicts={"phase_id, price_list_id, currency, effective_from": conflict})
     _record_create(price, actor=actor)
     return price
@@ -872,10 +894,11 @@ def price_create(
 # --- price lists --------------------------------------------------------------------------------
 
 
-def _clean_price_list_scope(
-    *, kind: str, countries: Sequence[str], segment: str, exclude: PriceList | None
+def price_list_clean_input(
+    *, kind: str, countries: Sequence[str], segment: str, exclude: PriceList | None = None
 ) -> tuple[list[str], str]:
-    """Countries and segment that match the kind, not already claimed by another active list."""
+    """Countries and segment that match the kind, not already claimed by another active list
+    (the admin's forms check with it too)."""
     kinds = PriceList.Kind
     cleaned_countries = list(
         dict.fromkeys(
@@ -945,7 +968,7 @@ def price_list_create(
     kind = _clean_choice(kind, PriceList.Kind.values, param="kind")
     with transaction.atomic():
         _lock("price_list")
-        cleaned_countries, cleaned_segment = _clean_price_list_scope(
+        cleaned_countries, cleaned_segment = price_list_clean_input(
             kind=kind, countries=countries, segment=segment, exclude=None
         )
         price_list = PriceList(
@@ -983,7 +1006,7 @@ def price_list_update(
         _lock("price_list")
         locked = _locked(price_list)
         if countries is not UNSET or segment is not UNSET:
-            new_countries, new_segment = _clean_price_list_scope(
+            new_countries, new_segment = price_list_clean_input(
                 kind=locked.kind,
                 countries=locked.countries if countries is UNSET else countries,
                 segment=locked.segment if segment is UNSET else segment,
@@ -1008,7 +1031,7 @@ def price_list_unarchive(*, price_list: PriceList, actor: Actor) -> PriceList:
         _lock("price_list")
         locked = _locked(price_list)
         if locked.archived_at is not None:
-            _clean_price_list_scope(
+            price_list_clean_input(
                 kind=locked.kind, countries=locked.countries, segment=locked.segment, exclude=locked
             )
         locked = _set_archived(locked, archived=False, actor=actor)
@@ -1017,6 +1040,34 @@ def price_list_unarchive(*, price_list: PriceList, actor: Actor) -> PriceList:
 
 
 # --- bundles ------------------------------------------------------------------------------------
+
+
+def bundle_price_clean_input(
+    *,
+    bundle: Bundle,
+    currency: str,
+    amount: Decimal | int | str,
+    price_list: PriceList | None = None,
+    effective_from: date | None = None,
+    param: str = "",
+) -> BundlePrice:
+    """The unsaved bundle price version these inputs make (same rules as a plan's price)."""
+    prefix = f"{param}." if param else ""
+    if bundle.pricing != Bundle.Pricing.FIXED_PRICE:
+        raise ValidationError(
+            "A percent-discount bundle is priced from its components; it has no own price.",
+            code="bundle_prices_not_allowed",
+            param=param or "bundle",
+        )
+    currency = _clean_currency(currency, param=f"{prefix}currency")
+    return BundlePrice(
+        bundle=bundle,
+        price_list=_resolve_price_list(price_list, param=f"{prefix}price_list"),
+        currency=currency,
+        amount=_clean_money(amount, currency, param=f"{prefix}amount"),
+        effective_from=_clean_effective_from(effective_from, param=f"{prefix}effective_from"),
+        created_at=clock.now(),
+    )
 
 
 def _bundle_price_insert(
@@ -1029,24 +1080,16 @@ def _bundle_price_insert(
     actor: Actor,
     param: str = "",
 ) -> BundlePrice:
-    prefix = f"{param}." if param else ""
-    if bundle.pricing != Bundle.Pricing.FIXED_PRICE:
-        raise ValidationError(
-            "A percent-discount bundle is priced from its components; it has no own price.",
-            code="bundle_prices_not_allowed",
-            param=param or "bundle",
-        )
-    currency = _clean_currency(currency, param=f"{prefix}currency")
-    bundle_price = BundlePrice(
+    bundle_price = bundle_price_clean_input(
         bundle=bundle,
-        price_list=_resolve_price_list(price_list, param=f"{prefix}price_list"),
         currency=currency,
-        amount=_clean_money(amount, currency, param=f"{prefix}amount"),
-        effective_from=_clean_effective_from(effective_from, param=f"{prefix}effective_from"),
-        created_at=clock.now(),
+        amount=amount,
+        price_list=price_list,
+        effective_from=effective_from,
+        param=param,
     )
     conflict = _version_exists(
-        "bundle price", currency, bundle_price.price_list, bundle_price.effective_from
+        "bundle price", bundle_price.currency, bundle_price.price_list, bundle_price.effective_from
     )
     _insert(
         bundle_price,
@@ -1234,6 +1277,15 @@ def _clean_coupon_plans(plans: Iterable[Plan]) -> list[Plan]:
     return cleaned
 
 
+def coupon_amount_clean_input(
+    *, currency: str, amount_off: Decimal | int | str, param: str = ""
+) -> tuple[str, Decimal]:
+    """A fixed coupon's amount off in one currency: positive, with the currency's decimals."""
+    prefix = f"{param}." if param else ""
+    currency = _clean_currency(currency, param=f"{prefix}currency")
+    return currency, _clean_money(amount_off, currency, param=f"{prefix}amount_off", positive=True)
+
+
 def coupon_create(
     *,
     code: str,
@@ -1285,23 +1337,16 @@ def coupon_create(
                 code="amounts_required",
                 param="amounts",
             )
-        currencies: set[str] = set()
         for index, spec in enumerate(amounts):
             at = f"amounts[{index}]"
-            currency = _clean_currency(spec.currency, param=f"{at}.currency")
-            if currency in currencies:
+            currency, amount_off = coupon_amount_clean_input(
+                currency=spec.currency, amount_off=spec.amount_off, param=at
+            )
+            if currency in {seen for seen, _ in cleaned_amounts}:
                 raise ValidationError(
                     f"Two amounts in {currency}.", code="duplicate_currency", param=f"{at}.currency"
                 )
-            currencies.add(currency)
-            cleaned_amounts.append(
-                (
-                    currency,
-                    _clean_money(
-                        spec.amount_off, currency, param=f"{at}.amount_off", positive=True
-                    ),
-                )
-            )
+            cleaned_amounts.append((currency, amount_off))
     if duration == Coupon.Duration.REPEATING:
         _clean_positive_int(duration_cycles, param="duration_cycles", allow_none=False)
     elif duration_cycles is not None:
@@ -1749,6 +1794,23 @@ def meter_tiers_validate(
     return cleaned
 
 
+def meter_price_clean_input(
+    *,
+    plan_meter: PlanMeter,
+    currency: str,
+    price_list: PriceList | None = None,
+    effective_from: date | None = None,
+) -> MeterPrice:
+    """The unsaved metered price version (without its tiers) these inputs make."""
+    return MeterPrice(
+        plan_meter=plan_meter,
+        price_list=_resolve_price_list(price_list, param="price_list"),
+        currency=_clean_currency(currency),
+        effective_from=_clean_effective_from(effective_from),
+        created_at=clock.now(),
+    )
+
+
 def meter_price_create(
     *,
     plan_meter: PlanMeter,
@@ -1759,19 +1821,20 @@ def meter_price_create(
     actor: Actor,
 ) -> MeterPrice:
     """A new version of a metered price in one currency (same versioning as `price_create`)."""
-    currency = _clean_currency(currency)
-    cleaned = meter_tiers_validate(tiers, pricing=plan_meter.pricing, currency=currency)
-    resolved_list = _resolve_price_list(price_list, param="price_list")
-    day = _clean_effective_from(effective_from)
-    meter_price = MeterPrice(
+    meter_price = meter_price_clean_input(
         plan_meter=plan_meter,
-        price_list=resolved_list,
         currency=currency,
-        effective_from=day,
-        created_at=clock.now(),
+        price_list=price_list,
+        effective_from=effective_from,
     )
+    cleaned = meter_tiers_validate(tiers, pricing=plan_meter.pricing, currency=meter_price.currency)
     with transaction.atomic():
-        conflict = _version_exists("metered price", currency, resolved_list, day)
+        conflict = _version_exists(
+            "metered price",
+            meter_price.currency,
+            meter_price.price_list,
+            meter_price.effective_from,
+        )
         _insert(
             meter_price,
             conflicts={"plan_meter_id, price_list_id, currency, effective_from": conflict},
