@@ -732,3 +732,31 @@ def _clean_metadata(value: object) -> dict[str, Any]:
             param="metadata",
         ) from None
     return dict(value)
+
+
+# --- portal logins ----------------------------------------------------------------------------
+
+
+def customer_link_user(*, customer: Customer, user: User, actor: Actor) -> Customer:
+    """Give a customer a portal login (one user per customer, one customer per user)."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        other = Customer.objects.filter(user=user).exclude(pk=customer.pk).first()
+        if other is not None:
+            raise ConflictError(
+                "This login already belongs to another customer.", code="user_taken", param="user"
+            )
+        if customer.user_id == user.pk:
+            return customer
+        before = audit_snapshot(customer)
+        customer.user = user
+        customer.updated_at = clock.now()
+        customer.save(update_fields=["user", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="customer.link_user",
+            instance=customer,
+            before=before,
+            after=audit_snapshot(customer),
+        )
+    return customer

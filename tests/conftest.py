@@ -22,6 +22,8 @@ FIXED_NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _test_mode(settings: Any) -> Iterator[None]:
     settings.TEST_MODE = True
+    # Real password hashing costs ~0.3 s per login; tests only need it to be correct.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
     yield
     cache.clear()
