@@ -3,8 +3,9 @@
 Same key and same request (method, path and body bytes): the stored response again, with
 `Idempotent-Replayed: true`, whether it was a success or a client error (4xx). Same key and
 another request: 409 `idempotency_key_reused`. Same key while the first request still runs: 409
-`idempotency_in_progress`. A server error (5xx or an unhandled exception) releases the key so
-the caller can retry. Keys belong to one API key and are forgotten after
+`idempotency_in_progress`. A server error (5xx or an unhandled exception) or a clash with a
+concurrent request (409) releases the key so the caller can retry: like Stripe, no result is
+kept for a request that could not run. Keys belong to one API key and are forgotten after
 API_IDEMPOTENCY_TTL_HOURS.
 """
 
@@ -116,7 +117,7 @@ def idempotent_response(request: Request, call: Callable[[], Response]) -> Respo
     except BaseException:
         record.delete()
         raise
-    if response.status_code >= 500:
+    if response.status_code >= 500 or response.status_code == 409:
         record.delete()
         return response
     record.response_status = response.status_code

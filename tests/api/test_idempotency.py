@@ -244,3 +244,9 @@ def test_a_second_request_while_the_first_is_in_flight_is_told_so(
     assert after.json() == first[0].json()
     assert days == [date(2026, 1, 16)]
     assert _advances() == 1
+    # The clash was not kept as the other key's answer: retried, that request now runs.
+    retried = _advance(_client(plaintext), "2026-01-16T00:00:00Z", "key-other")
+    assert retried.status_code == 200
+    assert "Idempotent-Replayed" not in retried
+    assert retried.json()["advanced_from"] == "2026-01-16T00:00:00Z"
+    assert _advances() == 2
