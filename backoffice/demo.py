@@ -106,7 +106,7 @@ TAX_RATES = (
     ("Japanese consumption tax", "JP", "", "10", True),
     ("Ontario HST", "CA", "ON", "13", False),
 )
-DEMO_CUSTOMERS = (
+DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str, str, list[str]], ...] = (
     # external id, name, email, currency, country, region, channel, segments
     ("demo-reader", "Robin Reader", "reader@example.com", "USD", "US", "CA", "organic", []),
     ("c-1001", "Ada Lovelace", "ada@example.com", "GBP", "GB", "", "paid_search", []),

@@ -147,10 +147,23 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
+# The admin's messages survive redirects in the session (cookie storage drops long messages).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@example.com")
+
+# --- Invoicing --------------------------------------------------------------------------------
+# Days between an invoice's issue and its due date (0: due on receipt).
+INVOICE_DUE_DAYS = env.int("INVOICE_DUE_DAYS", default=0)
+if INVOICE_DUE_DAYS < 0:
+    raise ImproperlyConfigured("INVOICE_DUE_DAYS is a number of days, 0 or more.")
+# The seller printed on invoices and credit notes; the address may span lines ("\n").
+INVOICE_ISSUER_NAME = env.str("INVOICE_ISSUER_NAME", default="Subscription Platform")
+INVOICE_ISSUER_ADDRESS = env.str(
+    "INVOICE_ISSUER_ADDRESS", default="1 Billing Street\n10001 New York, NY\nUnited States"
+).replace("\\n", "\n")
 
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
@@ -203,12 +216,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
-        }
-    },
-    "SECURITY": [{"ApiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {},
 }
 
