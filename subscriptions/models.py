@@ -1,1 +1,283 @@
-from django.db import models  # noqa: F401
+"""Who has what, from when to when: subscriptions, their timeline and scheduled changes.
+
+Billing periods are anchored (core.periods). `billed_through` is the high-water mark of
+recurring billing: fees for every day before it have been invoiced, none after it. All
+lifecycle services move it under a row lock, so billing twice never bills a day twice.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from catalog.models import Bundle, Coupon, Meter, Plan, PlanPhase, PriceList, PromotionCode
+from customers.models import Customer
+
+
+class SubscriptionGroup(models.Model):
+    """The subscriptions created together from a bundle, billed together on one invoice."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="subscription_groups"
+    )
+    bundle = models.ForeignKey(Bundle, on_delete=models.PROTECT, related_name="groups")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.bundle.code} for customer {self.customer_id}"
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        FUTURE = "future", "Starts later"
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        PAUSED = "paused", "Paused"
+        CANCELED = "canceled", "Canceled"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    # PROTECT: a plan with subscribers can be archived, never deleted.
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    phase = models.ForeignKey(PlanPhase, on_delete=models.PROTECT, related_name="subscriptions")
+    price_list = models.ForeignKey(
+        PriceList, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    currency = models.CharField(max_length=3)
+    pricing_date = models.DateField(
+        help_text="Selects the price versions (grandfathering): the signup date unless migrated."
+    )
+    quantity = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices)
+
+    start_on = models.DateField()
+    phase_started_on = models.DateField()
+    phase_ends_on = models.DateField(null=True, blank=True, help_text="Empty: evergreen.")
+    billing_anchor = models.DateField(
+        null=True, blank=True, help_text="Start of the first paid phase, or the calendar day."
+    )
+    billing_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    current_period_start = models.DateField(null=True, blank=True)
+    current_period_end = models.DateField(null=True, blank=True)
+    billed_through = models.DateField(
+        null=True, blank=True, help_text="Recurring fees are invoiced for every day before this."
+    )
+    usage_billed_through = models.DateField(null=True, blank=True)
+    next_transition_on = models.DateField(
+        null=True, blank=True, help_text="The next day work falls due (renewal, phase, change)."
+    )
+
+    cancel_at_period_end = models.BooleanField(default=False)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    ended_on = models.DateField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=200, blank=True)
+
+    paused_on = models.DateField(null=True, blank=True)
+    pause_resumes_on = models.DateField(null=True, blank=True, help_text="Empty: until resumed.")
+
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="addons",
+        help_text="The base subscription of an add-on.",
+    )
+    group = models.ForeignKey(
+        SubscriptionGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="subscriptions",
+    )
+    previous = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reactivations",
+        help_text="The ended subscription this one reactivates.",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-id"]),
+            models.Index(
+                fields=["next_transition_on"], condition=~Q(status="canceled"), name="sub_due_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1), name="subscription_quantity_min_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"), name="subscription_currency_iso"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="canceled") | Q(ended_on__isnull=False),
+                name="subscription_canceled_has_end",
+            ),
+            models.CheckConstraint(
+                condition=Q(current_period_start__isnull=True)
+                | Q(current_period_start__lt=F("current_period_end")),
+                name="subscription_period_ordered",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paused") | Q(paused_on__isnull=False),
+                name="subscription_paused_has_date",
+            ),
+            models.CheckConstraint(
+                condition=Q(billing_day__isnull=True) | Q(billing_day__gte=1, billing_day__lte=31),
+                name="subscription_billing_day_in_month",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sub #{self.pk} {self.plan.code} x{self.quantity} ({self.status})"
+
+
+class SubscriptionDiscount(models.Model):
+    """A coupon on a subscription: it discounts periods that start before `ends_on`."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="discounts"
+    )
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="+")
+    promotion_code = models.ForeignKey(
+        PromotionCode, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    starts_on = models.DateField()
+    ends_on = models.DateField(null=True, blank=True, help_text="Empty: forever.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(ends_on__gt=F("starts_on")),
+                name="subscription_discount_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.coupon.code} on sub #{self.subscription_id}"
+
+
+class ScheduledChange(models.Model):
+    """A change that takes effect later (a downgrade at period end, a pause at period end)."""
+
+    class Kind(models.TextChoices):
+        CHANGE_PLAN = "change_plan", "Plan change"
+        CHANGE_QUANTITY = "change_quantity", "Quantity change"
+        PAUSE = "pause", "Pause"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+        CANCELED = "canceled", "Undone"
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="scheduled_changes"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    effective_on = models.DateField()
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    quantity = models.PositiveIntegerField(null=True, blank=True)
+    pause_resumes_on = models.DateField(null=True, blank=True)
+    pause_cycles = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "kind"],
+                condition=Q(status="pending"),
+                name="scheduled_change_one_pending_per_kind",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="change_plan") | Q(plan__isnull=False),
+                name="scheduled_change_plan_has_plan",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="change_quantity") | Q(quantity__gte=1),
+                name="scheduled_change_quantity_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.effective_on} ({self.status})"
+
+
+class SubscriptionEvent(models.Model):
+    """The append-only timeline: one row per change.
+
+    A database trigger refuses UPDATE and DELETE, so history cannot be rewritten.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        STARTED = "started", "Started"
+        PHASE_STARTED = "phase_started", "Phase started"
+        RENEWED = "renewed", "Renewed"
+        PLAN_CHANGED = "plan_changed", "Plan changed"
+        QUANTITY_CHANGED = "quantity_changed", "Quantity changed"
+        CHANGE_SCHEDULED = "change_scheduled", "Change scheduled"
+        CHANGE_UNDONE = "change_undone", "Scheduled change undone"
+        PAUSE_SCHEDULED = "pause_scheduled", "Pause scheduled"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        CANCEL_SCHEDULED = "cancel_scheduled", "Cancel scheduled"
+        CANCEL_UNDONE = "cancel_undone", "Cancel undone"
+        CANCELED = "canceled", "Canceled"
+        REACTIVATED = "reactivated", "Reactivated"
+        DISCOUNT_APPLIED = "discount_applied", "Discount applied"
+        DISCOUNT_ENDED = "discount_ended", "Discount ended"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        RECOVERED = "recovered", "Recovered"
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    effective_on = models.DateField()
+    actor_type = models.CharField(max_length=16)
+    actor_label = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["subscription", "id"]
+        indexes = [models.Index(fields=["kind", "effective_on"])]
+
+    def __str__(self) -> str:
+        return f"sub #{self.subscription_id} {self.kind} on {self.effective_on}"
+
+
+class UsageEvent(models.Model):
+    """One usage record from the caller; `event_id` makes recording it idempotent."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="usage_events")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="usage_events"
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="usage_events")
+    event_id = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "event_id"], name="usage_event_id_unique_per_customer"
+            ),
+        ]
+        indexes = [models.Index(fields=["subscription", "meter", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.meter.code} {self.event_id}"
