@@ -93,9 +93,10 @@ def _seed(env: dict[str, str]) -> bool:
 
 
 def _commands(host: str, port: int) -> dict[str, list[str]]:
+    """The processes, in start order: the web server last, so that the URLs printed once it
+    listens come after the Celery banners instead of drowning in them."""
     celery = [PYTHON, "-m", "celery", "-A", "config"]
     return {
-        "web": [PYTHON, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
         "worker": [*celery, "worker", "-l", "info", "-c", "2", "-n", "worker@%h"],
         "beat": [
             *celery,
@@ -105,6 +106,7 @@ def _commands(host: str, port: int) -> dict[str, list[str]]:
             "--scheduler",
             "django_celery_beat.schedulers:DatabaseScheduler",
         ],
+        "web": [PYTHON, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
     }
 
 
@@ -119,14 +121,28 @@ def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_until_listening(host: str, port: int, web: subprocess.Popen[bytes]) -> bool:
-    """Wait until the web server accepts connections, so the URLs printed next answer."""
+def _wait_until_ready(
+    host: str, port: int, redis_url: str, processes: dict[str, subprocess.Popen[bytes]]
+) -> bool:
+    """Wait until the web server accepts connections and the worker consumes from the broker
+    (a BRPOP client in redis), so the URLs printed next answer and land below the banners."""
+    import redis
+
+    broker = redis.Redis.from_url(redis_url, socket_timeout=2)
     deadline = time.monotonic() + 120
-    while web.poll() is None and time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
+    listening = consuming = False
+    while not (listening and consuming) and time.monotonic() < deadline:
+        if any(process.poll() is not None for process in processes.values()):
+            return False
+        if not listening:
+            with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+                listening = True
+        if not consuming:
+            with contextlib.suppress(redis.RedisError):
+                consuming = any(c.get("cmd") == "brpop" for c in broker.client_list())
         time.sleep(0.1)
-    return False
+    broker.close()
+    return listening and consuming
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
@@ -183,7 +199,7 @@ def run(host: str, port: int) -> int:
                 seeded = _seed(env)
                 for name, cmd in _commands(host, port).items():
                     processes[name] = _start(cmd, env)
-                if _wait_until_listening(host, port, processes["web"]):
+                if _wait_until_ready(host, port, env["REDIS_URL"], processes):
                     _print_urls(host, port, env, seeded=seeded)
                 while all(p.poll() is None for p in processes.values()):
                     time.sleep(0.25)
