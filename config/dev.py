@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import cast
 
 from config.embedded import BASE_DIR, DATA_DIR, die_with_parent, services_environment
 
@@ -139,7 +140,8 @@ def _wait_until_ready(
                 listening = True
         if not consuming:
             with contextlib.suppress(redis.RedisError):
-                consuming = any(c.get("cmd") == "brpop" for c in broker.client_list())
+                clients = cast("list[dict[str, str]]", broker.client_list())  # sync client
+                consuming = any(client.get("cmd") == "brpop" for client in clients)
         time.sleep(0.1)
     broker.close()
     return listening and consuming
