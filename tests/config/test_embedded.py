@@ -52,6 +52,15 @@ def _exec_probe(data_dir: Path, note: str, exit_code: int) -> subprocess.Complet
     )
 
 
+SCHEDULE_PROBE = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.create(
+    name="embedded-probe", task="celery.backend_cleanup", interval=every_second
+)
+"""
+
+
 def _accepts_connections(url: str) -> bool:
     host, port = re.fullmatch(r"redis://([\d.]+):(\d+)/0", url).groups()  # type: ignore[union-attr]
     try:
@@ -185,13 +194,24 @@ def test_run_serves_the_platform_and_ctrl_c_stops_every_process(
         login = f"http://127.0.0.1:{port}/admin/login/"
         with urllib.request.urlopen(login, timeout=10) as page:  # noqa: S310 - http only
             assert page.status == 200
-        text = _wait_for(log, r"Connected to redis://127\.0\.0\.1:\d+/0", runner, timeout=30)
         text = _wait_for(log, r"beat: Starting", runner, timeout=30)
-        broker = re.search(r"Broker\s+(redis://\S+)", text).group(1)  # type: ignore[union-attr]
-        assert f"Connected to {broker}" in text
-        assert f"broker -> {broker}" in text  # beat uses the same embedded redis
-        names = sorted(name for _, name in processes_in_session(runner.pid))
-        assert names.count("python") >= 5  # runner, web, worker + its pool, beat
+        database = re.search(r"Database\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        broker = re.search(r"Broker\s+(redis://127\.0\.0\.1:\S+)", text).group(1)  # type: ignore[union-attr]
+        assert f"Connected to {broker}" in text  # the worker
+        # Beat talks to redis only when something is due: schedule a built-in task every second
+        # and watch it go from beat through the embedded redis to the worker.
+        subprocess.run(  # noqa: S603
+            [PYTHON, "manage.py", "shell", "-c", SCHEDULE_PROBE],
+            cwd=BASE_DIR,
+            env=runner_env(embedded_data_dir, DATABASE_URL=database, DEBUG="true"),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        _wait_for(log, r"Sending due task embedded-probe \(celery\.backend_cleanup\)", runner, 30)
+        _wait_for(log, r"Task celery\.backend_cleanup\[[\w-]+\] succeeded", runner, timeout=30)
+        # the runner, web, beat, the worker and its two pool processes
+        assert len(processes_in_session(runner.pid)) >= 6
         assert processes_under(embedded_data_dir) != []  # postgres and redis are up
 
         os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C
