@@ -42,6 +42,11 @@ class StopRequested(Exception):
     """Raised by the first stop signal, so start-up steps end without a traceback."""
 
 
+def _exit_status(returncode: int) -> int:
+    """A child's return code as a shell reports it: killed by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def _port_problem(host: str, port: int) -> str | None:
     """Why the web server could not listen on host:port, or None if it can."""
     try:
@@ -207,7 +212,7 @@ def run(host: str, port: int) -> int:
                     time.sleep(0.25)
                 name, process = next((n, p) for n, p in processes.items() if p.poll() is not None)
                 print(f"{name} exited ({process.returncode}); stopping the others", file=sys.stderr)
-                return process.returncode or 1
+                return _exit_status(process.returncode) or 1
             except StopRequested:
                 print("\nstopping...", flush=True)
                 return 0
@@ -265,7 +270,7 @@ def exec_command(command: list[str]) -> int:
             except OSError as error:
                 print(f"config.dev exec: cannot run {command[0]}: {error}", file=sys.stderr)
                 return 127
-            return child[0].wait()
+            return _exit_status(child[0].wait())
     except RuntimeError as error:
         print(f"config.dev exec: {error}", file=sys.stderr)
         return 1
