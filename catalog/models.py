@@ -26,6 +26,7 @@ def _currency_field(**kwargs: object) -> models.CharField:
 
 
 CURRENCY_FORMAT = Q(currency__regex=r"^[A-Z]{3}$")
+INTERVAL_CHOICES = [(unit.value, unit.value) for unit in IntervalUnit]
 VERSION_EXISTS = (
     "A version in this currency on this price list already starts on this date; prices are "
     "never edited, so choose another date."
@@ -89,9 +90,7 @@ class Plan(models.Model):
     tier_rank = models.PositiveSmallIntegerField(
         default=0, help_text="Higher ranks are higher tiers (bronze 1, silver 2, gold 3)."
     )
-    billing_interval = models.CharField(
-        max_length=8, choices=[(u.value, u.value) for u in IntervalUnit]
-    )
+    billing_interval = models.CharField(max_length=8, choices=INTERVAL_CHOICES)
     interval_count = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     billing_day = models.PositiveSmallIntegerField(
         null=True,
@@ -159,9 +158,7 @@ class PlanPhase(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="phases")
     sequence = models.PositiveSmallIntegerField()
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    duration_unit = models.CharField(
-        max_length=8, choices=[(u.value, u.value) for u in IntervalUnit], blank=True
-    )
+    duration_unit = models.CharField(max_length=8, choices=INTERVAL_CHOICES, blank=True)
     duration_count = models.PositiveSmallIntegerField(null=True, blank=True)
     renews = models.BooleanField(
         default=False, help_text="Fixed term only: start a new term at the end instead of ending."

@@ -216,7 +216,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "IntervalUnitEnum": "catalog.models.INTERVAL_CHOICES",
+        "ProductKindEnum": "catalog.models.Product.Kind",
+        "PhaseKindEnum": "catalog.models.PlanPhase.Kind",
+        "PriceListKindEnum": "catalog.models.PriceList.Kind",
+        "BundlePricingEnum": "catalog.models.Bundle.Pricing",
+        "MeteredPricingEnum": "catalog.models.PlanMeter.Pricing",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
