@@ -19,6 +19,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -158,7 +159,11 @@ class CatalogModelAdmin(AuditedModelAdmin):
         super().save_model(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        """Save inline rows one by one, each with its audit entry."""
+        """Save inline rows one by one, each with its audit entry, in one transaction."""
+        with transaction.atomic():
+            self._save_formset_audited(request, formset)
+
+    def _save_formset_audited(self, request: HttpRequest, formset: Any) -> None:
         actor = Actor.user(request.user)
         instances = formset.save(commit=False)
         for obj in formset.deleted_objects:

@@ -628,10 +628,12 @@ def _clean_quantities(min_quantity: int, max_quantity: int | None) -> None:
             )
 
 
-def _clean_features(features: Iterable[Feature]) -> list[Feature]:
-    cleaned = list(dict.fromkeys(features))
+def _clean_features(features: Iterable[Feature], *, kept: Iterable[int] = ()) -> list[Feature]:
+    """Features to give a plan: new ones must be active; ones it already has may stay."""
+    cleaned, kept_ids = list(dict.fromkeys(features)), set(kept)
     for index, feature in enumerate(cleaned):
-        _require_active(feature, param=f"features[{index}]", code="feature_archived")
+        if feature.pk not in kept_ids:
+            _require_active(feature, param=f"features[{index}]", code="feature_archived")
     return cleaned
 
 
@@ -639,13 +641,15 @@ def _clean_addons(
     addons: Iterable[Plan], *, billing_interval: str, interval_count: int, plan: Plan | None
 ) -> list[Plan]:
     cleaned = list(dict.fromkeys(addons))
+    kept = set(plan.addons.values_list("pk", flat=True)) if plan is not None else set()
     for index, addon in enumerate(cleaned):
         at = f"addons[{index}]"
         if plan is not None and addon.pk == plan.pk:
             raise ValidationError(
                 "A plan cannot be its own add-on.", code="invalid_addon", param=at
             )
-        _require_active(addon, param=at, code="plan_archived")
+        if addon.pk not in kept:
+            _require_active(addon, param=at, code="plan_archived")
         if addon.product.kind != Product.Kind.ADDON:
             raise ValidationError(
                 f"{addon.code} is not an add-on plan (its product is not of kind addon).",
@@ -767,7 +771,11 @@ def plan_update(
         changes["min_quantity"], changes["max_quantity"] = new_min, new_max
     if metadata is not UNSET:
         changes["metadata"] = _clean_metadata(metadata)
-    feature_list = None if features is UNSET else _clean_features(features)
+    feature_list = (
+        None
+        if features is UNSET
+        else _clean_features(features, kept=plan.features.values_list("pk", flat=True))
+    )
     addon_list = (
         None
         if addons is UNSET
@@ -1010,7 +1018,7 @@ def price_list_update(
                 kind=locked.kind,
                 countries=locked.countries if countries is UNSET else countries,
                 segment=locked.segment if segment is UNSET else segment,
-                exclude=locked if locked.archived_at is None else None,
+                exclude=locked,
             )
             changes["countries"], changes["segment"] = new_countries, new_segment
         return _apply(locked, changes, actor=actor)
@@ -1270,10 +1278,12 @@ def _clean_max_redemptions(value: int | None, *, already: int = 0) -> int | None
     return value
 
 
-def _clean_coupon_plans(plans: Iterable[Plan]) -> list[Plan]:
-    cleaned = list(dict.fromkeys(plans))
+def _clean_coupon_plans(plans: Iterable[Plan], *, kept: Iterable[int] = ()) -> list[Plan]:
+    """Plans to restrict a coupon to: new ones must be active; ones already there may stay."""
+    cleaned, kept_ids = list(dict.fromkeys(plans)), set(kept)
     for index, plan in enumerate(cleaned):
-        _require_active(plan, param=f"plans[{index}]", code="plan_archived")
+        if plan.pk not in kept_ids:
+            _require_active(plan, param=f"plans[{index}]", code="plan_archived")
     return cleaned
 
 
@@ -1401,7 +1411,11 @@ def coupon_update(
         changes["redeem_by"] = _clean_future(redeem_by, param="redeem_by")
     if metadata is not UNSET:
         changes["metadata"] = _clean_metadata(metadata)
-    plan_list = None if plans is UNSET else _clean_coupon_plans(plans)
+    plan_list = (
+        None
+        if plans is UNSET
+        else _clean_coupon_plans(plans, kept=coupon.plans.values_list("pk", flat=True))
+    )
     with transaction.atomic():
         locked = _locked(coupon)
         if max_redemptions is not UNSET:

@@ -1014,3 +1014,40 @@ def test_meter_tiers_are_validated(
 
     assert (error.value.code, error.value.param) == (code, param)
     assert not MeterPrice.objects.exists()
+
+
+def test_a_plan_keeps_a_feature_archived_since_but_cannot_gain_one(plan: Plan) -> None:
+    old = services.feature_create(code="sd", name="SD", actor=SYSTEM)
+    new = services.feature_create(code="hd", name="HD", actor=SYSTEM)
+    plan = services.plan_update(plan=plan, features=[old], actor=SYSTEM)
+    services.feature_archive(feature=old, actor=SYSTEM)
+    services.feature_archive(feature=new, actor=SYSTEM)
+
+    with pytest.raises(ValidationError) as error:
+        services.plan_update(plan=plan, features=[old, new], actor=SYSTEM)
+    services.plan_update(plan=plan, name="Kept", features=[old], actor=SYSTEM)
+
+    assert (error.value.code, error.value.param) == ("feature_archived", "features[1]")
+    assert list(plan.features.values_list("code", flat=True)) == ["sd"]
+
+
+def test_a_coupon_keeps_a_plan_archived_since(make_plan: Callable[..., Plan]) -> None:
+    kept, other = make_plan("kept"), make_plan("other")
+    coupon = services.coupon_create(
+        code="c",
+        name="C",
+        discount_type="percent",
+        percent_off=5,
+        duration="once",
+        plans=[kept],
+        actor=SYSTEM,
+    )
+    services.plan_archive(plan=kept, actor=SYSTEM)
+    services.plan_archive(plan=other, actor=SYSTEM)
+
+    services.coupon_update(coupon=coupon, plans=[kept], name="Still", actor=SYSTEM)
+    with pytest.raises(ValidationError) as error:
+        services.coupon_update(coupon=coupon, plans=[kept, other], actor=SYSTEM)
+
+    assert (error.value.code, error.value.param) == ("plan_archived", "plans[1]")
+    assert list(coupon.plans.values_list("code", flat=True)) == ["kept"]
