@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import audit, catalog, customers
+from api.views import audit, billing, catalog, customers
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -10,6 +10,7 @@ router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
 catalog.register(router)
 customers.register(router)
+billing.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),
