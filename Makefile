@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the project and its dev tools into $(VENV) (log: $(INSTALL_LOG))"
 	@{ $(BIN)/python -m pip install --upgrade pip \
-		&& $(BIN)/python -m pip install --editable '.[dev]'; } > $(INSTALL_LOG) 2>&1 \
+		&& $(BIN)/python -m pip install --editable '.[dev,embedded]'; } > $(INSTALL_LOG) 2>&1 \
 		|| { cat $(INSTALL_LOG); echo "make install: pip failed (log above, kept in $(INSTALL_LOG))" >&2; exit 1; }
 	@touch $(STAMP)
 

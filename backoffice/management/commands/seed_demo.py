@@ -1,3 +1,4 @@
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -22,5 +23,5 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo API key (admin scope): {summary.api_key}")
         self.stdout.write(
             f'  try: curl -H "Authorization: Bearer {summary.api_key}" '
-            "http://127.0.0.1:8000/api/v1/plans"
+            f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/api/v1/plans"
         )
