@@ -226,6 +226,10 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Subscriptions ----------------------------------------------------------------------------
+# The longest pause, in billing intervals of the subscription's plan.
+SUBSCRIPTION_MAX_PAUSE_CYCLES = env.int("SUBSCRIPTION_MAX_PAUSE_CYCLES", default=3)
+
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

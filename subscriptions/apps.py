@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class SubscriptionsConfig(AppConfig):
     name = "subscriptions"
+
+    def ready(self) -> None:
+        from core.clock import register_daily_work
+        from subscriptions.services.daily import subscriptions_process_day
+
+        register_daily_work("subscriptions", subscriptions_process_day)

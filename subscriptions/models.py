@@ -63,6 +63,16 @@ class Subscription(models.Model):
         null=True, blank=True, help_text="Recurring fees are invoiced for every day before this."
     )
     usage_billed_through = models.DateField(null=True, blank=True)
+    unit_amount = models.DecimalField(
+        max_digits=19,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Per-unit price replacing the catalog's (a fixed-price bundle's share).",
+    )
+    setup_fee_billed = models.BooleanField(
+        default=False, help_text="The one-time fee went out with the first paid period."
+    )
     next_transition_on = models.DateField(
         null=True, blank=True, help_text="The next day work falls due (renewal, phase, change)."
     )
@@ -133,6 +143,16 @@ class Subscription(models.Model):
             models.CheckConstraint(
                 condition=Q(billing_day__isnull=True) | Q(billing_day__gte=1, billing_day__lte=31),
                 name="subscription_billing_day_in_month",
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_amount__isnull=True) | Q(unit_amount__gte=0),
+                name="subscription_unit_amount_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(billed_through__isnull=True)
+                | Q(billing_anchor__isnull=True)
+                | Q(billed_through__gte=F("start_on")),
+                name="subscription_billed_after_start",
             ),
         ]
 
