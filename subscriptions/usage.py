@@ -179,22 +179,24 @@ def _clean_properties(properties: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValidationError(
             "`properties` is a JSON object.", code="invalid_properties", param="properties"
         )
-    cleaned = _json_value(properties, "properties")
-    assert isinstance(cleaned, dict)  # noqa: S101 - a Mapping comes back as a dict
-    return cleaned
+    return _json_object(properties, "properties")
+
+
+def _json_object(value: Mapping[Any, Any], param: str) -> dict[str, Any]:
+    result = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or "\x00" in key:
+            raise ValidationError(
+                "Property names are strings.", code="invalid_properties", param=param
+            )
+        result[key] = _json_value(item, f"{param}.{key}")
+    return result
 
 
 def _json_value(value: Any, param: str) -> Any:
     """`value` as stored in JSON: Decimals become decimal strings; floats are refused."""
     if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key:
-                raise ValidationError(
-                    "Property names are strings.", code="invalid_properties", param=param
-                )
-            result[key] = _json_value(item, f"{param}.{key}")
-        return result
+        return _json_object(value, param)
     if isinstance(value, list | tuple):
         return [_json_value(item, f"{param}[{index}]") for index, item in enumerate(value)]
     if isinstance(value, float):
