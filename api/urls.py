@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import audit, billing, catalog, customers, usage
+from api.views import audit, billing, catalog, customers, subscriptions, usage
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -12,6 +12,7 @@ catalog.register(router)
 customers.register(router)
 billing.register(router)
 usage.register(router)
+subscriptions.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),

@@ -108,7 +108,7 @@ def _plan_change(
         )
     if subscription.parent_id is not None:
         parent_plan = subscription.parent.plan  # type: ignore[union-attr]
-        if not parent_plan.addons.filter(pk=plan.pk).exists():
+        if not state.is_addon_of(parent_plan, plan):
             raise ValidationError(
                 f"{plan.code} is not an add-on of {parent_plan.code}.",
                 code="addon_not_allowed",

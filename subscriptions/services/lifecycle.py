@@ -504,7 +504,7 @@ def _check_addon(base: Subscription, plan: Plan, customer: Customer) -> None:
         raise ConflictError(
             "The base subscription is paused.", code="subscription_paused", param="parent"
         )
-    if not base.plan.addons.filter(pk=plan.pk).exists():
+    if not state.is_addon_of(base.plan, plan):
         raise ValidationError(
             f"{plan.code} is not an add-on of {base.plan.code}.",
             code="addon_not_allowed",

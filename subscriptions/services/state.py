@@ -198,6 +198,10 @@ def first_paid_steps(plan: Plan, *, trial: bool) -> list[PlanPhase]:
     return phases
 
 
+def is_addon_of(base_plan: Plan, plan: Plan) -> bool:
+    return Plan.objects.filter(pk=base_plan.pk, addons__pk=plan.pk).exists()
+
+
 def with_changes(subscription: Subscription, **changes: Any) -> Subscription:
     """An unsaved copy with some fields changed: to price a state without writing it."""
     clone = copy.copy(subscription)
