@@ -74,7 +74,8 @@ def usage_event_record(
     (an immediate cancel on D ends at the start of D), not paused then; a base subscription
     before its add-ons, then the latest started. None: ValidationError `no_metered_subscription`.
     Also refused: `usage_in_future` (more than five minutes ahead of the platform clock),
-    `usage_period_closed` (before the subscription's `usage_billed_through`), and
+    `usage_period_closed` (before the subscription's `usage_billed_through`, once that day has
+    come: during a trial the mark is the first paid day, and trial usage is kept, unbilled), and
     `invalid_usage_value` for a missing or malformed property the meter aggregates.
     """
     event_id = _clean_event_id(event_id)
@@ -119,7 +120,13 @@ def usage_event_record(
             customer=customer, meter=meter, moment=moment, subscription=subscription
         )
         billed_through = _usage_billed_through_locked(target)
-        if billed_through is not None and moment < _midnight(billed_through):
+        # A mark still ahead of today is the first paid day of a trialing (or future) subscription:
+        # nothing is billed yet, and usage before it is kept but never billed (a free trial).
+        if (
+            billed_through is not None
+            and billed_through <= now.astimezone(UTC).date()
+            and moment < _midnight(billed_through)
+        ):
             raise ValidationError(
                 f"Usage before {billed_through.isoformat()} has already been billed for "
                 f"subscription {target.pk}.",

@@ -344,6 +344,18 @@ def test_usage_for_a_billed_period_is_refused(world: World) -> None:
     assert accepted.occurred_at == at(date(2026, 1, 10))
 
 
+def test_usage_before_a_first_paid_day_still_ahead_is_kept(world: World) -> None:
+    # A trial's mark is its first paid day: trial usage is recorded (and never billed).
+    Subscription.objects.filter(pk=world.subscription.pk).update(
+        status=Subscription.Status.TRIALING, usage_billed_through=date(2026, 1, 20)
+    )
+
+    event, created = world.record(occurred_at=at(date(2026, 1, 10), 9))
+
+    assert created is True
+    assert event.subscription_id == world.subscription.pk
+
+
 def test_a_time_without_a_timezone_is_refused(world: World) -> None:
     with pytest.raises(ValidationError) as error:
         world.record(occurred_at=datetime(2026, 1, 10, 9))  # noqa: DTZ001 - the point of the test

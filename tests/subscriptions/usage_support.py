@@ -83,18 +83,28 @@ class Catalog:
         addon: bool = False,
         amount: str = "10.00",
         currencies: Sequence[str] = ("USD",),
+        trial_days: int | None = None,
     ) -> Plan:
+        phases = [
+            PhaseSpec(
+                kind="evergreen",
+                prices=[PriceSpec(currency=c, amount=Decimal(amount)) for c in currencies],
+            )
+        ]
+        if trial_days is not None:
+            trial = PhaseSpec(
+                kind="trial",
+                duration_unit="day",
+                duration_count=trial_days,
+                prices=[PriceSpec(currency=c, amount=Decimal(0)) for c in currencies],
+            )
+            phases.insert(0, trial)
         plan = catalog.plan_create(
             product=self.addon_product if addon else self.product,
             code=code,
             name=code.replace("-", " ").title(),
             billing_interval="month",
-            phases=[
-                PhaseSpec(
-                    kind="evergreen",
-                    prices=[PriceSpec(currency=c, amount=Decimal(amount)) for c in currencies],
-                )
-            ],
+            phases=phases,
             features=list(features),
             actor=SYSTEM,
         )
