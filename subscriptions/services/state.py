@@ -47,14 +47,14 @@ class LifecycleResult:
 # --- locking and reading --------------------------------------------------------------------
 
 
+# Locking queries read the subscription table alone: with joined tables, PostgreSQL re-checks
+# the join against the *old* related rows when a concurrent writer changed the foreign key (a
+# plan change), and the row silently drops out of the result.
+
+
 def lock(subscription_id: int) -> Subscription:
     """The subscription row, locked until the transaction ends, re-read under the lock."""
-    found = (
-        Subscription.objects.select_for_update(of=("self",))
-        .select_related("plan", "plan__product", "phase", "price_list", "customer")
-        .filter(pk=subscription_id)
-        .first()
-    )
+    found = Subscription.objects.select_for_update(of=("self",)).filter(pk=subscription_id).first()
     if found is None:
         raise NotFoundError(
             f"No such subscription: {subscription_id}.", code="subscription_not_found"
@@ -74,10 +74,7 @@ def lock_family(root_ids: Iterable[int], group_ids: Iterable[int]) -> list[Subsc
         }
     )
     return list(
-        Subscription.objects.select_for_update(of=("self",))
-        .select_related("plan", "plan__product", "phase", "price_list", "customer")
-        .filter(pk__in=ids)
-        .order_by("pk")
+        Subscription.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk")
     )
 
 
@@ -86,7 +83,6 @@ def lock_with_addons(subscription_id: int) -> tuple[Subscription, list[Subscript
     base = lock(subscription_id)
     addons = list(
         Subscription.objects.select_for_update(of=("self",))
-        .select_related("plan", "plan__product", "phase", "price_list", "customer")
         .filter(parent_id=base.pk)
         .exclude(status=ENDED)
         .order_by("pk")
