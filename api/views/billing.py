@@ -7,7 +7,8 @@ the billing selectors with the key's partner, so another partner's invoice is a 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -53,7 +54,7 @@ from billing.services import (
     invoice_mark_uncollectible,
     invoice_void,
 )
-from core.errors import PermissionDeniedError, ValidationError
+from core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from core.money import normalize_currency
 from customers.models import Customer, Partner
 from customers.selectors import customer_get
@@ -71,6 +72,7 @@ BALANCE_CURRENCY = OpenApiParameter(
     description="ISO 4217; defaults to the customer's billing currency.",
 )
 RECENT_TRANSACTIONS = 20
+T = TypeVar("T")
 
 
 def _partner_scope(request: Request) -> Partner | None:
@@ -78,6 +80,14 @@ def _partner_scope(request: Request) -> Partner | None:
     if not isinstance(key, ApiKey):
         raise PermissionDeniedError("An API key is required.", code="api_key_required")
     return key.partner
+
+
+def _named(lookup: Callable[[], T], param: str) -> T:
+    """A lookup by an id given in the body: a 404 names the body field, not the path's `id`."""
+    try:
+        return lookup()
+    except NotFoundError as missing:
+        raise NotFoundError(missing.message, code=missing.code, param=param) from None
 
 
 class _AnyAcceptNegotiation(BaseContentNegotiation):
@@ -165,7 +175,9 @@ class InvoiceViewSet(PlatformViewSet):
         payload = InvoiceCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        customer = customer_get(pk=data["customer"], partner=_partner_scope(request))
+        customer = _named(
+            lambda: customer_get(pk=data["customer"], partner=_partner_scope(request)), "customer"
+        )
         currency = data.get("currency") or customer.currency
         if not currency:
             raise ValidationError(
@@ -297,7 +309,9 @@ class CreditNoteViewSet(PlatformViewSet):
         payload = CreditNoteCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        invoice = invoice_get(pk=data["invoice"], partner=_partner_scope(request))
+        invoice = _named(
+            lambda: invoice_get(pk=data["invoice"], partner=_partner_scope(request)), "invoice"
+        )
         lines = None
         if "lines" in data:
             by_id = {line.pk: line for line in invoice.lines.all()}

@@ -45,11 +45,12 @@ def test_credits_and_uses_are_recorded_with_the_balance_after_each(customer: Cus
         ("adjustment", Decimal("10.00"), Decimal("10.00"), "Goodwill for the outage", FIXED_NOW),
     ]
     entries = AuditLog.objects.filter(action="customer_balance.adjust").order_by("id")
-    assert [(e.before["amount"], e.after["amount"]) for e in entries] == [
+    snapshots = [(e.before or {}, e.after or {}) for e in entries]
+    assert [(before["amount"], after["amount"]) for before, after in snapshots] == [
         ("0.0000", "10.0000"),
         ("10.0000", "6.5000"),
     ]
-    assert entries[1].after["transaction"]["amount"] == "-3.50"
+    assert snapshots[1][1]["transaction"]["amount"] == "-3.50"
 
 
 def test_the_balance_never_goes_below_zero(customer: Customer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -32,7 +33,7 @@ def _refused(write: Callable[[], object]) -> str:
     return str(refused.value)
 
 
-def _sql(statement: str, *params: object) -> Callable[[], None]:
+def _sql(statement: str, *params: Any) -> Callable[[], None]:
     """A raw statement, past Django's own cascade and protect handling."""
 
     def run() -> None:

@@ -222,7 +222,7 @@ def test_over_crediting_is_refused_and_changes_nothing(invoice: Invoice) -> None
         customer_balance(customer=invoice.customer, currency="USD"),
     )
 
-    attempts = [
+    attempts: list[dict[str, Any]] = [
         {"amount": Decimal("2.19")},
         {"lines": [(basic, Decimal("0.69"))]},  # 0.68 of it is left before tax
         {"lines": [(basic, Decimal("0.68")), (premium, Decimal("1.36"))]},

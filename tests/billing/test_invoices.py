@@ -81,6 +81,8 @@ def test_finalizing_numbers_dates_and_opens_the_invoice(
         None,
     )
     entry = AuditLog.objects.get(action="invoice.finalize")
+    assert entry.before is not None
+    assert entry.after is not None
     assert (entry.actor_label, entry.before["status"], entry.after["number"]) == (
         "alice",
         "draft",
@@ -333,6 +335,7 @@ def test_a_draft_can_be_deleted(customer: Customer, make_invoice: MakeInvoice):
     assert not InvoiceLine.objects.exists()
     entry = AuditLog.objects.get(action="invoice.delete")
     assert entry.object_id == str(draft_id)
+    assert entry.before is not None
     assert [row["description"] for row in entry.before["lines"]] == ["Digital monthly", "Second"]
 
 
@@ -357,6 +360,7 @@ def test_creation_is_audited_with_its_lines(customer: Customer, make_invoice: Ma
 
     entry = AuditLog.objects.get(action="invoice.create")
     assert entry.object_id == str(invoice.pk)
+    assert entry.after is not None
     assert entry.after["lines"][0]["subscription_id"] == 41
     assert entry.after["status"] == "draft"
     assert [a for a in _actions() if a.startswith("invoice.")] == [
@@ -368,7 +372,7 @@ def test_creation_is_audited_with_its_lines(customer: Customer, make_invoice: Ma
 def test_a_period_billed_twice_is_refused_and_nothing_is_written(
     customer: Customer, make_invoice: MakeInvoice
 ):
-    period = {
+    period: dict[str, Any] = {
         "subscription_id": 7,
         "period_start": date(2026, 1, 15),
         "period_end": date(2026, 2, 15),
@@ -387,7 +391,7 @@ def test_a_period_billed_twice_is_refused_and_nothing_is_written(
 def test_the_same_period_may_be_credited_and_charged_again_by_prorations(
     customer: Customer, make_invoice: MakeInvoice
 ):
-    period = {
+    period: dict[str, Any] = {
         "subscription_id": 7,
         "period_start": date(2026, 1, 20),
         "period_end": date(2026, 2, 15),
@@ -516,7 +520,7 @@ def _row_counts() -> dict[str, int]:
         CreditNoteLine,
         AuditLog,
     ]
-    return {model.__name__: model.objects.count() for model in models}
+    return {model.__name__: model._default_manager.count() for model in models}
 
 
 def test_a_preview_writes_nothing_and_matches_the_real_invoice(
