@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -777,8 +777,16 @@ def _line(spec: LineSpec, *, currency: str, param: str) -> InvoiceLine:
             code="invalid_description",
             param=f"{param}.description",
         )
-    quantity = _stored_decimal(spec.quantity, param=f"{param}.quantity", code="invalid_quantity")
-    unit_amount = _stored_decimal(spec.unit_amount, param=f"{param}.unit_amount")
+    # With a given amount, quantity and unit amount only describe the line (usage aggregated
+    # from event properties may carry any number of decimals): they are stored rounded. Without
+    # one they make the amount, so they must be stored exactly as used.
+    described = spec.amount is not None
+    quantity = _stored_decimal(
+        spec.quantity, param=f"{param}.quantity", code="invalid_quantity", round_to_fit=described
+    )
+    unit_amount = _stored_decimal(
+        spec.unit_amount, param=f"{param}.unit_amount", round_to_fit=described
+    )
     if quantity < 0:
         raise ValidationError(
             "A quantity is 0 or more.", code="invalid_quantity", param=f"{param}.quantity"
@@ -1052,11 +1060,15 @@ def _decimal(value: object, *, param: str, code: str = "invalid_amount") -> Deci
     return number
 
 
-def _stored_decimal(value: object, *, param: str, code: str = "invalid_amount") -> Decimal:
+def _stored_decimal(
+    value: object, *, param: str, code: str = "invalid_amount", round_to_fit: bool = False
+) -> Decimal:
     """A quantity or unit amount as it will be stored: at most DECIMAL_PLACES decimals."""
     number = _decimal(value, param=param, code=code)
     exponent = number.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -DECIMAL_PLACES:
+        if round_to_fit:
+            return number.quantize(Decimal(1).scaleb(-DECIMAL_PLACES), rounding=ROUND_HALF_UP)
         raise ValidationError(
             f"At most {DECIMAL_PLACES} decimals are stored.", code=code, param=param
         )

@@ -132,6 +132,27 @@ def test_a_given_unrounded_amount_replaces_quantity_times_unit(
     )
 
 
+def test_a_given_amount_keeps_its_precise_quantity_only_as_a_description(
+    customer: Customer, make_invoice: MakeInvoice
+):
+    usage = line(
+        "Storage",
+        unit_amount="0.123456",
+        quantity=Decimal("2.000049"),
+        amount=Decimal("0.24691"),
+        kind=InvoiceLine.Kind.USAGE,
+    )
+
+    invoice = make_invoice(customer, usage)
+
+    (row,) = invoice.lines.all()
+    assert (row.amount, row.quantity, row.unit_amount) == (
+        Decimal("0.25"),
+        Decimal("2.0000"),
+        Decimal("0.1235"),
+    )
+
+
 def test_a_zero_amount_line_is_billed_as_zero(customer: Customer, make_invoice: MakeInvoice):
     invoice = make_invoice(customer, line("Trial", unit_amount="0"))
 
