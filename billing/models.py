@@ -204,11 +204,17 @@ class InvoiceLine(models.Model):
                 | Q(amount__lte=0, discount_amount__lte=0, discount_amount__gte=F("amount")),
                 name="invoice_line_discount_within_amount",
             ),
-            # The database itself refuses billing one service period of a subscription twice.
+            # The database itself refuses billing one service period of a subscription twice:
+            # once for its recurring fee, once per meter for its usage.
             models.UniqueConstraint(
-                fields=["subscription_id", "kind", "period_start"],
-                condition=Q(kind__in=["recurring", "usage"]),
+                fields=["subscription_id", "period_start"],
+                condition=Q(kind="recurring"),
                 name="invoice_line_period_billed_once",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription_id", "meter", "period_start"],
+                condition=Q(kind="usage"),
+                name="invoice_line_usage_billed_once",
             ),
         ]
 

@@ -940,7 +940,10 @@ def _save_invoice(
             with transaction.atomic():
                 InvoiceLine.objects.bulk_create(lines)
         except IntegrityError as exc:
-            if _violated_constraint(exc) == "invoice_line_period_billed_once":
+            if _violated_constraint(exc) in {
+                "invoice_line_period_billed_once",
+                "invoice_line_usage_billed_once",
+            }:
                 raise ConflictError(
                     "A service period of this subscription is already billed.",
                     code="period_already_billed",
