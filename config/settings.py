@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "catalog",
     "customers",
     "billing",
+    "billing.ledger",
     "subscriptions",
     "retention",
     "analytics",

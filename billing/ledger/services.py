@@ -1,0 +1,457 @@
+"""Writes to the ledger: posting balanced entries (one or a batch) and reversing them.
+
+The hot path is a handful of set-based statements whatever the size of the batch (after
+TigerBeetle and Formance):
+
+1. the entries are inserted with `ON CONFLICT (idempotency_key) DO NOTHING`, so a retried
+   posting finds the first one (same input hash: returned, nothing written) or is refused
+   (different input: `ledger_key_reused`); a concurrent twin waits on the unique index;
+2. the accounts touched are locked in one `SELECT ... ORDER BY id FOR UPDATE` (a stable order,
+   so two postings never deadlock on each other), after creating any missing one;
+3. the lines go in with one multi-row INSERT;
+4. every touched account's running totals are updated by one `UPDATE ... FROM (VALUES ...)`.
+
+PostgreSQL checks at commit that each entry balances per currency (deferred constraint
+trigger) and refuses any later UPDATE or DELETE of an entry or a line.
+
+Routine postings are not copied into the audit log: the journal is itself append-only and names
+its source; the calling service (invoice_finalize, payment_record...) audits its own action.
+Reversals, which are corrections made by someone, are audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+
+from billing.ledger.models import CHART, Account, JournalEntry, JournalLine, Side
+from core import clock
+from core.actors import SYSTEM, Actor
+from core.errors import ConflictError, ValidationError
+from core.money import is_rounded, normalize_currency, parse_decimal, quantum
+from core.services import audit_record, audit_snapshot
+
+ZERO = Decimal("0")
+
+_ENTRY_TABLE = JournalEntry._meta.db_table
+_ENTRY_FIELDS = JournalEntry._meta.concrete_fields
+_LINE_TABLE = JournalLine._meta.db_table
+_ACCOUNT_TABLE = Account._meta.db_table
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One line to post: an account of the chart, a currency, a side and a positive amount."""
+
+    account_code: str
+    currency: str
+    side: str
+    amount: Decimal
+    party: str = ""
+
+    @classmethod
+    def debit(cls, account_code: str, currency: str, amount: Decimal, party: str = "") -> Posting:
+        return cls(account_code, currency, Side.DEBIT, amount, party)
+
+    @classmethod
+    def credit(cls, account_code: str, currency: str, amount: Decimal, party: str = "") -> Posting:
+        return cls(account_code, currency, Side.CREDIT, amount, party)
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """One journal entry of a batch (the keyword arguments of `ledger_post`)."""
+
+    idempotency_key: str
+    effective_date: date
+    source_type: str
+    source_id: str
+    description: str
+    lines: Sequence[Posting]
+    reverses_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    spec: EntrySpec
+    # (code, currency, party, side, amount) with normalized currency and rounded amount
+    lines: list[tuple[str, str, str, str, Decimal]]
+    input_hash: str = field(default="")
+
+
+def ledger_post(
+    *,
+    idempotency_key: str,
+    effective_date: date,
+    source_type: str,
+    source_id: str | int,
+    description: str = "",
+    lines: Sequence[Posting],
+) -> JournalEntry:
+    """Post one balanced entry and update the balances of its accounts; idempotent on the key.
+
+    Opens `transaction.atomic()` (a savepoint inside the caller's transaction, which is how
+    billing services call it). The same key with the same input returns the first entry and
+    writes nothing; the same key with a different input raises ConflictError
+    `ledger_key_reused`.
+    """
+    spec = EntrySpec(
+        idempotency_key=idempotency_key,
+        effective_date=effective_date,
+        source_type=source_type,
+        source_id=str(source_id),
+        description=description,
+        lines=lines,
+    )
+    return ledger_post_batch(entries=[spec])[0]
+
+
+def ledger_post_batch(*, entries: Sequence[EntrySpec]) -> list[JournalEntry]:
+    """Post many entries in one transaction with the same few statements as one entry.
+
+    All or nothing: one invalid entry or one reused key refuses the whole batch. Returns the
+    entries in the order given (replayed ones as they were first posted).
+    """
+    if not entries:
+        return []
+    prepared = [_prepare(spec, index, len(entries) > 1) for index, spec in enumerate(entries)]
+    keys = [p.spec.idempotency_key for p in prepared]
+    if len(set(keys)) != len(keys):
+        raise ValidationError(
+            "Each entry of a batch needs its own idempotency key.",
+            code="ledger_duplicate_key",
+            param="idempotency_key",
+        )
+    created_at = clock.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        new_ids = _insert_entries(cursor, prepared, created_at)
+        replayed = [p for p in prepared if p.spec.idempotency_key not in new_ids]
+        existing = _check_replays(replayed) if replayed else {}
+        fresh = [p for p in prepared if p.spec.idempotency_key in new_ids]
+        if fresh:
+            accounts = _lock_accounts(cursor, _account_keys(fresh), created_at)
+            _insert_lines(cursor, fresh, new_ids, accounts)
+            _update_balances(cursor, fresh, accounts)
+    result = []
+    for p in prepared:
+        key = p.spec.idempotency_key
+        if key in existing:
+            result.append(existing[key])
+        else:
+            result.append(_entry_instance(p, new_ids[key], created_at))
+    return result
+
+
+def ledger_reverse(
+    *,
+    entry: JournalEntry,
+    idempotency_key: str,
+    effective_date: date,
+    reason: str,
+    actor: Actor = SYSTEM,
+) -> JournalEntry:
+    """Post the mirror image of `entry` (every debit a credit and back) and link the two.
+
+    This is the only way to correct a posted entry. An entry is reversed at most once; asking
+    again with the same key returns the reversal, with another key is a ConflictError.
+    """
+    if not reason.strip():
+        raise ValidationError("Say why the entry is reversed.", code="required", param="reason")
+    with transaction.atomic():
+        # Serializes reversals of one entry: FOR UPDATE locks the row without updating it.
+        original = JournalEntry.objects.select_for_update().get(pk=entry.pk)
+        previous = JournalEntry.objects.filter(reverses=original).first()
+        if previous is not None and previous.idempotency_key != idempotency_key:
+            raise ConflictError(
+                f"Entry #{original.pk} is already reversed by entry #{previous.pk}.",
+                code="ledger_already_reversed",
+                param="entry",
+            )
+        lines = [
+            Posting(
+                account_code=line.account.code,
+                currency=line.currency,
+                side=Side.CREDIT if line.side == Side.DEBIT else Side.DEBIT,
+                amount=line.amount,
+                party=line.account.party,
+            )
+            for line in original.lines.select_related("account").order_by("id")
+        ]
+        spec = EntrySpec(
+            idempotency_key=idempotency_key,
+            effective_date=effective_date,
+            source_type=original.source_type,
+            source_id=original.source_id,
+            description=f"Reversal of #{original.pk}: {reason.strip()}"[:255],
+            lines=lines,
+            reverses_id=original.pk,
+        )
+        (reversal,) = ledger_post_batch(entries=[spec])
+        if previous is None:
+            audit_record(
+                actor=actor,
+                action="journal_entry.reverse",
+                instance=reversal,
+                after=audit_snapshot(reversal),
+            )
+    return reversal
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _prepare(spec: EntrySpec, index: int, in_batch: bool) -> _Prepared:
+    where = f"entries[{index}]." if in_batch else ""
+    key = spec.idempotency_key
+    if not isinstance(key, str) or not key.strip() or len(key) > 200:
+        raise ValidationError(
+            "An idempotency key of 1 to 200 characters is required.",
+            code="invalid_idempotency_key",
+            param=f"{where}idempotency_key",
+        )
+    if not isinstance(spec.effective_date, date) or isinstance(spec.effective_date, datetime):
+        raise ValidationError("The effective date must be a date.", param=f"{where}effective_date")
+    if not spec.source_type or len(spec.source_type) > 40 or len(spec.source_id) > 64:
+        raise ValidationError(
+            "A source type (at most 40 characters) and id (at most 64) are required.",
+            param=f"{where}source_type",
+        )
+    if len(spec.description) > 255:
+        raise ValidationError(
+            "The description has 255 characters at most.", param=f"{where}description"
+        )
+    if len(spec.lines) < 2:
+        raise ValidationError(
+            "An entry has at least two lines.", code="ledger_too_few_lines", param=f"{where}lines"
+        )
+    lines = []
+    totals: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for number, posting in enumerate(spec.lines):
+        param = f"{where}lines[{number}]"
+        if posting.account_code not in CHART:
+            raise ValidationError(
+                f"{posting.account_code!r} is not an account of the chart.",
+                code="ledger_unknown_account",
+                param=f"{param}.account_code",
+            )
+        if posting.side not in (Side.DEBIT, Side.CREDIT):
+            raise ValidationError(
+                "A line is a debit or a credit.", code="invalid", param=f"{param}.side"
+            )
+        if not isinstance(posting.party, str) or len(posting.party) > 64:
+            raise ValidationError("A party has 64 characters at most.", param=f"{param}.party")
+        currency = _currency(posting.currency, f"{param}.currency")
+        amount = parse_decimal(posting.amount, param=f"{param}.amount")
+        if amount <= 0:
+            raise ValidationError(
+                "Line amounts are positive; the side says which way they go.",
+                code="ledger_amount_not_positive",
+                param=f"{param}.amount",
+            )
+        if not is_rounded(amount, currency):
+            raise ValidationError(
+                f"{currency} amounts are posted in whole minor units.",
+                code="invalid_amount",
+                param=f"{param}.amount",
+            )
+        amount = amount.quantize(quantum(currency))
+        totals[currency][0 if posting.side == Side.DEBIT else 1] += amount
+        lines.append(
+            (str(posting.account_code), currency, posting.party, str(posting.side), amount)
+        )
+    for currency, (debits, credits) in totals.items():
+        if debits != credits:
+            raise ValidationError(
+                f"The entry does not balance in {currency}: debits {debits}, credits {credits}.",
+                code="ledger_unbalanced",
+                param=f"{where}lines",
+            )
+    prepared = _Prepared(spec=spec, lines=lines)
+    prepared.input_hash = _input_hash(prepared)
+    return prepared
+
+
+_currencies: dict[str, str] = {}
+
+
+def _currency(value: str, param: str) -> str:
+    known = _currencies.get(value) if isinstance(value, str) else None
+    if known is not None:
+        return known
+    try:
+        code = normalize_currency(value)
+    except ValidationError as error:
+        raise ValidationError(error.message, code=error.code, param=param) from None
+    _currencies[value] = code
+    return code
+
+
+def _input_hash(prepared: _Prepared) -> str:
+    spec = prepared.spec
+    canonical = [
+        spec.effective_date.isoformat(),
+        spec.source_type,
+        spec.source_id,
+        spec.description,
+        spec.reverses_id,
+        # The same lines in another order are the same entry.
+        sorted(
+            [code, currency, party, side, f"{amount:f}"]
+            for code, currency, party, side, amount in prepared.lines
+        ),
+    ]
+    payload = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# --- the statements ---------------------------------------------------------------------------
+
+
+def _insert_entries(cursor: Any, prepared: list[_Prepared], created_at: datetime) -> dict[str, int]:
+    """Insert the entries whose key is new; returns {key: id} for those only."""
+    specs = [p.spec for p in prepared]
+    cursor.execute(
+        f"INSERT INTO {_ENTRY_TABLE} (idempotency_key, input_hash, effective_date, "  # noqa: S608
+        "source_type, source_id, description, reverses_id, created_at) "
+        "SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::date[], %s::text[], %s::text[], "
+        "%s::text[], %s::bigint[]) "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+        [
+            created_at,
+            [s.idempotency_key for s in specs],
+            [p.input_hash for p in prepared],
+            [s.effective_date for s in specs],
+            [s.source_type for s in specs],
+            [s.source_id for s in specs],
+            [s.description for s in specs],
+            [s.reverses_id for s in specs],
+        ],
+    )
+    return dict(cursor.fetchall())
+
+
+def _check_replays(replayed: list[_Prepared]) -> dict[str, JournalEntry]:
+    """The first postings of the replayed keys, after checking each is the same input."""
+    found = {
+        entry.idempotency_key: entry
+        for entry in JournalEntry.objects.filter(
+            idempotency_key__in=[p.spec.idempotency_key for p in replayed]
+        )
+    }
+    for p in replayed:
+        entry = found[p.spec.idempotency_key]
+        if entry.input_hash != p.input_hash:
+            raise ConflictError(
+                f"The idempotency key {p.spec.idempotency_key!r} was used for another entry "
+                f"(#{entry.pk}); a retry must repeat the same posting.",
+                code="ledger_key_reused",
+                param="idempotency_key",
+            )
+    return found
+
+
+AccountKey = tuple[str, str, str]  # (code, currency, party)
+
+
+def _account_keys(prepared: list[_Prepared]) -> list[AccountKey]:
+    return sorted({(code, cur, party) for p in prepared for code, cur, party, _, _ in p.lines})
+
+
+def _select_for_update(cursor: Any, keys: list[AccountKey]) -> dict[AccountKey, int]:
+    cursor.execute(
+        f"SELECT a.id, a.code, a.currency, a.party FROM {_ACCOUNT_TABLE} a "  # noqa: S608
+        "JOIN unnest(%s::text[], %s::text[], %s::text[]) k(code, currency, party) "
+        "ON a.code = k.code AND a.currency = k.currency AND a.party = k.party "
+        "ORDER BY a.id FOR NO KEY UPDATE OF a",
+        [list(column) for column in zip(*keys, strict=True)],
+    )
+    return {(code, currency, party): pk for pk, code, currency, party in cursor.fetchall()}
+
+
+def _lock_accounts(
+    cursor: Any, keys: list[AccountKey], created_at: datetime
+) -> dict[AccountKey, int]:
+    """Lock the accounts in id order, creating the missing ones first; returns their ids.
+
+    Missing accounts (first use of a code in a currency) are inserted in sorted key order with
+    ON CONFLICT DO NOTHING, so two postings creating the same accounts wait on each other in the
+    same order, and then every account is locked again in id order (already held: no wait).
+    """
+    accounts = _select_for_update(cursor, keys)
+    missing = [key for key in keys if key not in accounts]
+    if missing:
+        codes, currencies, parties = (list(column) for column in zip(*missing, strict=True))
+        cursor.execute(
+            f"INSERT INTO {_ACCOUNT_TABLE} (code, currency, party, type, debit_total, "  # noqa: S608
+            "credit_total, created_at) "
+            "SELECT k.code, k.currency, k.party, k.type, 0, 0, %s "
+            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+            "WITH ORDINALITY k(code, currency, party, type, n) ORDER BY n "
+            "ON CONFLICT (code, currency, party) DO NOTHING",
+            [created_at, codes, currencies, parties, [CHART[code] for code in codes]],
+        )
+        accounts = _select_for_update(cursor, keys)
+    return accounts
+
+
+def _insert_lines(
+    cursor: Any, fresh: list[_Prepared], new_ids: dict[str, int], accounts: dict[AccountKey, int]
+) -> None:
+    entry_ids, account_ids, sides, amounts, currencies = [], [], [], [], []
+    for p in fresh:
+        entry_id = new_ids[p.spec.idempotency_key]
+        for code, cur, party, side, amount in p.lines:
+            entry_ids.append(entry_id)
+            account_ids.append(accounts[(code, cur, party)])
+            sides.append(side)
+            amounts.append(amount)
+            currencies.append(cur)
+    cursor.execute(
+        f"INSERT INTO {_LINE_TABLE} (entry_id, account_id, side, amount, currency) "  # noqa: S608
+        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::numeric[], %s::text[])",
+        [entry_ids, account_ids, sides, amounts, currencies],
+    )
+
+
+def _update_balances(cursor: Any, fresh: list[_Prepared], accounts: dict[AccountKey, int]) -> None:
+    movements: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for p in fresh:
+        for code, cur, party, side, amount in p.lines:
+            movements[accounts[(code, cur, party)]][0 if side == Side.DEBIT else 1] += amount
+    rows = sorted(movements.items())
+    cursor.execute(
+        f"UPDATE {_ACCOUNT_TABLE} a SET debit_total = a.debit_total + m.debit, "  # noqa: S608
+        "credit_total = a.credit_total + m.credit "
+        "FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[]) m(id, debit, credit) "
+        "WHERE a.id = m.id",
+        [[pk for pk, _ in rows], [d for _, (d, _) in rows], [c for _, (_, c) in rows]],
+    )
+
+
+def _entry_instance(p: _Prepared, pk: int, created_at: datetime) -> JournalEntry:
+    spec = p.spec
+    values = {
+        "id": pk,
+        "idempotency_key": spec.idempotency_key,
+        "input_hash": p.input_hash,
+        "effective_date": spec.effective_date,
+        "source_type": spec.source_type,
+        "source_id": spec.source_id,
+        "description": spec.description,
+        "created_at": created_at,
+        "reverses_id": spec.reverses_id,
+    }
+    # from_db: the positional fast path of loading a row, as if it were read back.
+    return JournalEntry.from_db(
+        connection.alias,
+        [f.attname for f in _ENTRY_FIELDS],
+        [values[f.attname] for f in _ENTRY_FIELDS],
+    )
