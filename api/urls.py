@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import audit, billing, catalog, customers, subscriptions, usage
+from api.views import audit, billing, catalog, customers, subscriptions, usage, webhooks
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -13,6 +13,7 @@ customers.register(router)
 billing.register(router)
 usage.register(router)
 subscriptions.register(router)
+webhooks.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),

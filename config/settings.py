@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "djmoney",
     "django_celery_beat",
     "core",
+    "core.webhooks",
     "catalog",
     "customers",
     "billing",
@@ -224,12 +225,37 @@ SPECTACULAR_SETTINGS = {
         "PriceListKindEnum": "catalog.models.PriceList.Kind",
         "BundlePricingEnum": "catalog.models.Bundle.Pricing",
         "MeteredPricingEnum": "catalog.models.PlanMeter.Pricing",
+        "WebhookEndpointStatusEnum": "core.webhooks.models.WebhookEndpoint.Status",
+        "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
+        "EventTypeEnum": "core.webhooks.events.EVENT_TYPE_CHOICES",
     },
 }
 
 # --- Subscriptions ----------------------------------------------------------------------------
 # The longest pause, in billing intervals of the subscription's plan.
 SUBSCRIPTION_MAX_PAUSE_CYCLES = env.int("SUBSCRIPTION_MAX_PAUSE_CYCLES", default=3)
+
+# --- Webhooks ---------------------------------------------------------------------------------
+# Connect and read timeout of one delivery attempt.
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# Seconds to wait before each retry of a failed delivery (1m, 5m, 30m, 2h, 12h, 24h); once all
+# are used up the delivery is abandoned.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(seconds)
+    for seconds in env.list("WEBHOOK_RETRY_SCHEDULE", default=[60, 300, 1800, 7200, 43200, 86400])
+]
+# An endpoint is disabled when it has failed this many attempts in a row AND has not answered
+# 2xx for this many hours: a busy endpoint's short outage never disables it, a dead one does.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=50)
+WEBHOOK_DISABLE_AFTER_HOURS = env.int("WEBHOOK_DISABLE_AFTER_HOURS", default=72)
+# Who is told when an endpoint is disabled (besides a partner endpoint's partner contact).
+WEBHOOK_ALERT_EMAILS = env.list("WEBHOOK_ALERT_EMAILS", default=[])
+# A queued delivery whose task has not run after this long is queued again (lost task).
+WEBHOOK_REDISPATCH_AFTER_SECONDS = env.int("WEBHOOK_REDISPATCH_AFTER_SECONDS", default=300)
+if WEBHOOK_TIMEOUT_SECONDS < 1 or any(seconds < 0 for seconds in WEBHOOK_RETRY_SCHEDULE):
+    raise ImproperlyConfigured(
+        "WEBHOOK_TIMEOUT_SECONDS is at least 1; WEBHOOK_RETRY_SCHEDULE lists seconds, 0 or more."
+    )
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
