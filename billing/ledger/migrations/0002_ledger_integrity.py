@@ -83,21 +83,23 @@ CREATE TRIGGER ledger_schedule_not_deleted
 
 -- An account's identity and a schedule's terms never change (their totals and progress do).
 -- Column-specific triggers: the balance and progress updates do not fire them at all.
-CREATE OR REPLACE FUNCTION ledger_refuse_identity_change() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION ledger_account_identity_unchanged() RETURNS trigger AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'ledger_account' AND (
-        OLD.code, OLD.currency, OLD.party, OLD.type
-    ) IS DISTINCT FROM (NEW.code, NEW.currency, NEW.party, NEW.type) THEN
+    IF (OLD.code, OLD.currency, OLD.party, OLD.type)
+       IS DISTINCT FROM (NEW.code, NEW.currency, NEW.party, NEW.type) THEN
         RAISE EXCEPTION 'a ledger account never changes its code, currency, party or type'
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    IF TG_TABLE_NAME = 'ledger_recognitionschedule' AND (
-        OLD.source_type, OLD.source_id, OLD.currency, OLD.amount, OLD.service_start,
-        OLD.service_end, OLD.revenue_account
-    ) IS DISTINCT FROM (
-        NEW.source_type, NEW.source_id, NEW.currency, NEW.amount, NEW.service_start,
-        NEW.service_end, NEW.revenue_account
-    ) THEN
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION ledger_schedule_terms_unchanged() RETURNS trigger AS $$
+BEGIN
+    IF (OLD.source_type, OLD.source_id, OLD.currency, OLD.amount, OLD.service_start,
+        OLD.service_end, OLD.revenue_account)
+       IS DISTINCT FROM (NEW.source_type, NEW.source_id, NEW.currency, NEW.amount,
+        NEW.service_start, NEW.service_end, NEW.revenue_account) THEN
         RAISE EXCEPTION 'a recognition schedule never changes its terms'
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
@@ -107,17 +109,18 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER ledger_account_identity
     BEFORE UPDATE OF code, currency, party, type ON ledger_account
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_identity_change();
+    FOR EACH ROW EXECUTE FUNCTION ledger_account_identity_unchanged();
 CREATE TRIGGER ledger_schedule_terms
     BEFORE UPDATE OF source_type, source_id, currency, amount, service_start, service_end,
         revenue_account ON ledger_recognitionschedule
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_identity_change();
+    FOR EACH ROW EXECUTE FUNCTION ledger_schedule_terms_unchanged();
 """
 
 BACKWARD = """
 DROP TRIGGER IF EXISTS ledger_schedule_terms ON ledger_recognitionschedule;
 DROP TRIGGER IF EXISTS ledger_account_identity ON ledger_account;
-DROP FUNCTION IF EXISTS ledger_refuse_identity_change();
+DROP FUNCTION IF EXISTS ledger_schedule_terms_unchanged();
+DROP FUNCTION IF EXISTS ledger_account_identity_unchanged();
 DROP TRIGGER IF EXISTS ledger_schedule_not_deleted ON ledger_recognitionschedule;
 DROP TRIGGER IF EXISTS ledger_account_not_deleted ON ledger_account;
 DROP TRIGGER IF EXISTS ledger_reduction_immutable ON ledger_recognitionreduction;
