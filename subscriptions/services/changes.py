@@ -287,6 +287,14 @@ def _quantity_change(
 
 
 def _commit(subscription: Subscription, change: _Change, *, actor: Actor) -> LifecycleResult:
+    if change.fields is None and any(
+        pending.kind == change.kind
+        and pending.effective_on == change.effective_on
+        and pending.quantity == change.quantity
+        and (change.kind != ChangeKind.CHANGE_PLAN or pending.plan_id == change.plan.pk)
+        for pending in state.pending_changes(subscription)
+    ):
+        return LifecycleResult(subscription)  # the same change is already scheduled: a replay
     before = audit_snapshot(subscription)
     was = {"plan": subscription.plan.code, "quantity": subscription.quantity}
     _undo_pending(subscription, change.kind, actor=actor)  # a new change replaces a pending one
