@@ -131,6 +131,8 @@ def _coverage(subscription: Subscription) -> Counter[date]:
     )
     for line in lines:
         sign = -1 if line.kind == "proration_credit" else 1
+        assert line.period_start is not None
+        assert line.period_end is not None
         day = line.period_start
         while day < line.period_end:
             covered[day] += sign
