@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
@@ -46,17 +45,11 @@ from core.actors import Actor
 from core.errors import ConflictError, ValidationError
 from core.money import DECIMAL_PLACES, MAX_DIGITS, minor_units, normalize_currency, parse_decimal
 from core.periods import IntervalUnit
+from core.sentinels import UNSET, Unset
 from core.services import audit_record, audit_snapshot
 
 M = TypeVar("M", bound=Model)
 
-
-class _Unset(Enum):
-    token = 0
-
-
-UNSET: Final = _Unset.token
-"""Default of the optional arguments of `*_update`: leave the field as it is."""
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PROMOTION_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]*$")
@@ -429,8 +422,8 @@ def feature_create(*, code: str, name: str, description: str = "", actor: Actor)
 def feature_update(
     *,
     feature: Feature,
-    name: str | _Unset = UNSET,
-    description: str | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    description: str | Unset = UNSET,
     actor: Actor,
 ) -> Feature:
     changes: dict[str, Any] = {}
@@ -482,10 +475,10 @@ def product_create(
 def product_update(
     *,
     product: Product,
-    name: str | _Unset = UNSET,
-    description: str | _Unset = UNSET,
-    delivery: str | _Unset = UNSET,
-    metadata: Mapping[str, Any] | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    description: str | Unset = UNSET,
+    delivery: str | Unset = UNSET,
+    metadata: Mapping[str, Any] | Unset = UNSET,
     actor: Actor,
 ) -> Product:
     changes: dict[str, Any] = {}
@@ -742,14 +735,14 @@ def plan_create(
 def plan_update(
     *,
     plan: Plan,
-    name: str | _Unset = UNSET,
-    description: str | _Unset = UNSET,
-    tier_rank: int | _Unset = UNSET,
-    min_quantity: int | _Unset = UNSET,
-    max_quantity: int | None | _Unset = UNSET,
-    features: Iterable[Feature] | _Unset = UNSET,
-    addons: Iterable[Plan] | _Unset = UNSET,
-    metadata: Mapping[str, Any] | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    description: str | Unset = UNSET,
+    tier_rank: int | Unset = UNSET,
+    min_quantity: int | Unset = UNSET,
+    max_quantity: int | None | Unset = UNSET,
+    features: Iterable[Feature] | Unset = UNSET,
+    addons: Iterable[Plan] | Unset = UNSET,
+    metadata: Mapping[str, Any] | Unset = UNSET,
     actor: Actor,
 ) -> Plan:
     """Change what a plan's subscribers see, never what they are billed: the product, code,
@@ -1002,9 +995,9 @@ def price_list_create(
 def price_list_update(
     *,
     price_list: PriceList,
-    name: str | _Unset = UNSET,
-    countries: Sequence[str] | _Unset = UNSET,
-    segment: str | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    countries: Sequence[str] | Unset = UNSET,
+    segment: str | Unset = UNSET,
     actor: Actor,
 ) -> PriceList:
     changes: dict[str, Any] = {}
@@ -1217,8 +1210,8 @@ def bundle_create(
 def bundle_update(
     *,
     bundle: Bundle,
-    name: str | _Unset = UNSET,
-    description: str | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    description: str | Unset = UNSET,
     actor: Actor,
 ) -> Bundle:
     changes: dict[str, Any] = {}
@@ -1396,11 +1389,11 @@ def coupon_create(
 def coupon_update(
     *,
     coupon: Coupon,
-    name: str | _Unset = UNSET,
-    max_redemptions: int | None | _Unset = UNSET,
-    redeem_by: datetime | None | _Unset = UNSET,
-    plans: Iterable[Plan] | _Unset = UNSET,
-    metadata: Mapping[str, Any] | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    max_redemptions: int | None | Unset = UNSET,
+    redeem_by: datetime | None | Unset = UNSET,
+    plans: Iterable[Plan] | Unset = UNSET,
+    metadata: Mapping[str, Any] | Unset = UNSET,
     actor: Actor,
 ) -> Coupon:
     """Change a coupon's limits; its discount and duration are fixed (make a new coupon)."""
@@ -1521,9 +1514,9 @@ def promotion_code_create(
 def promotion_code_update(
     *,
     promotion_code: PromotionCode,
-    max_redemptions: int | None | _Unset = UNSET,
-    expires_at: datetime | None | _Unset = UNSET,
-    first_time_only: bool | _Unset = UNSET,
+    max_redemptions: int | None | Unset = UNSET,
+    expires_at: datetime | None | Unset = UNSET,
+    first_time_only: bool | Unset = UNSET,
     actor: Actor,
 ) -> PromotionCode:
     changes: dict[str, Any] = {}
@@ -1633,7 +1626,7 @@ def tax_rate_create(
     return tax_rate
 
 
-def tax_rate_update(*, tax_rate: TaxRate, name: str | _Unset = UNSET, actor: Actor) -> TaxRate:
+def tax_rate_update(*, tax_rate: TaxRate, name: str | Unset = UNSET, actor: Actor) -> TaxRate:
     changes: dict[str, Any] = {}
     if name is not UNSET:
         changes["name"] = _clean_text(name, param="name", max_length=100)
@@ -1704,8 +1697,8 @@ def meter_create(
 def meter_update(
     *,
     meter: Meter,
-    name: str | _Unset = UNSET,
-    unit_label: str | _Unset = UNSET,
+    name: str | Unset = UNSET,
+    unit_label: str | Unset = UNSET,
     actor: Actor,
 ) -> Meter:
     changes: dict[str, Any] = {}

@@ -26,18 +26,9 @@ from core import clock
 from core.actors import Actor
 from core.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from core.money import normalize_currency
+from core.sentinels import UNSET, Unset
 from core.services import audit_record, audit_snapshot
 from customers.models import Customer, Interaction, Partner
-
-
-class _Unset:
-    """Marks an argument that was not given (distinct from None, which clears a value)."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
 
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
@@ -90,9 +81,9 @@ def partner_update(
     *,
     partner: Partner,
     actor: Actor,
-    name: str = UNSET,
-    contact_email: str = UNSET,
-    price_list: PriceList | None = UNSET,
+    name: str | Unset = UNSET,
+    contact_email: str | Unset = UNSET,
+    price_list: PriceList | None | Unset = UNSET,
 ) -> Partner:
     """Change a partner's details. Its code is its public identity and never changes."""
     given = {
@@ -162,7 +153,7 @@ def customer_create(
     tax_id: str | None = None,
     segments: list[str] | None = None,
     acquisition_channel: str | None = None,
-    partner: Partner | None = UNSET,
+    partner: Partner | None | Unset = UNSET,
     price_list: PriceList | None = None,
     billing_day: int | None = None,
     autocharge: bool = True,
@@ -233,21 +224,21 @@ def customer_update(
     customer: Customer,
     actor: Actor,
     partner_scope: Partner | None = None,
-    external_id: str = UNSET,
-    email: str = UNSET,
-    name: str = UNSET,
-    currency: str | None = UNSET,
-    country: str | None = UNSET,
-    region: str | None = UNSET,
-    postal_code: str | None = UNSET,
-    tax_id: str | None = UNSET,
-    segments: list[str] = UNSET,
-    acquisition_channel: str = UNSET,
-    partner: Partner | None = UNSET,
-    price_list: PriceList | None = UNSET,
-    billing_day: int | None = UNSET,
-    autocharge: bool = UNSET,
-    metadata: dict[str, Any] = UNSET,
+    external_id: str | Unset = UNSET,
+    email: str | Unset = UNSET,
+    name: str | Unset = UNSET,
+    currency: str | None | Unset = UNSET,
+    country: str | None | Unset = UNSET,
+    region: str | None | Unset = UNSET,
+    postal_code: str | None | Unset = UNSET,
+    tax_id: str | None | Unset = UNSET,
+    segments: list[str] | Unset = UNSET,
+    acquisition_channel: str | Unset = UNSET,
+    partner: Partner | None | Unset = UNSET,
+    price_list: PriceList | None | Unset = UNSET,
+    billing_day: int | None | Unset = UNSET,
+    autocharge: bool | Unset = UNSET,
+    metadata: dict[str, Any] | Unset = UNSET,
 ) -> Customer:
     """Change what is given (None or "" clears an optional value); nothing else moves.
 
