@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -56,3 +57,19 @@ class AmountField(serializers.Field):
         if amount < 0:
             self.fail("negative")
         return amount
+
+
+@extend_schema_field({"type": "string", "nullable": True})
+class BlankAsNullField(serializers.Field):
+    """An optional text shown as null while empty (the database stores "")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return str(value) or None
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class MetadataField(serializers.JSONField):
+    """Free-form key/value data: a JSON object of at most 50 keys (checked by the service)."""

@@ -15,8 +15,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.fields import AmountField
-from api.serializers.customers import BlankAsNullField, MetadataField
+from api.fields import AmountField, BlankAsNullField, MetadataField
 from catalog.models import (
     INTERVAL_CHOICES,
     Bundle,

@@ -8,30 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.fields import BlankAsNullField, MetadataField
 from catalog.models import PriceList
 from core.errors import NotFoundError, PermissionDeniedError
 from customers.models import Customer, Interaction, Partner
 from customers.selectors import partner_get, price_list_get
-
-
-@extend_schema_field({"type": "string", "nullable": True})
-class BlankAsNullField(serializers.Field):
-    """An optional text shown as null while empty (the database stores "")."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(read_only=True, **kwargs)
-
-    def to_representation(self, value: Any) -> Any:
-        return str(value) or None
-
-
-@extend_schema_field(OpenApiTypes.OBJECT)
-class MetadataField(serializers.JSONField):
-    """Free-form key/value data: a JSON object of at most 50 keys (checked by the service)."""
 
 
 @extend_schema_field({"type": "string", "nullable": True, "example": "acme"})
