@@ -433,6 +433,10 @@ def subscription_create(
     """
     require_plan_available(plan)
     quantity = clean_quantity(quantity, plan)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValidationError(
+            "metadata is a JSON object.", code="invalid_metadata", param="metadata"
+        )
     start = _clean_start_on(start_on)
     day = _clean_billing_day(billing_day, plan)
     the_coupon, the_code = _resolve_coupon(coupon, promotion_code)
