@@ -353,3 +353,385 @@ class CustomerBalanceTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} {self.currency}"
+
+
+# --- payments -----------------------------------------------------------------------------------
+
+
+class Gateway(models.TextChoices):
+    SIMULATED = "simulated", "Simulated (test cards)"
+    STRIPE = "stripe", "Stripe"
+
+
+class GatewayCustomer(models.Model):
+    """The customer's record at a gateway (a Stripe customer id, for example)."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="gateway_customers"
+    )
+    gateway = models.CharField(max_length=16, choices=Gateway.choices)
+    reference = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "gateway"], name="gateway_customer_unique"),
+            models.UniqueConstraint(
+                fields=["gateway", "reference"], name="gateway_customer_reference_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.reference}"
+
+
+class PaymentMethod(models.Model):
+    """A saved card: the gateway's token and what may be shown of it. Never the card number."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DETACHED = "detached", "Detached"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payment_methods")
+    gateway = models.CharField(max_length=16, choices=Gateway.choices)
+    reference = models.CharField(
+        max_length=255, help_text="The gateway's token or payment method id (pm_...)."
+    )
+    brand = models.CharField(max_length=32)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    is_default = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField()
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(is_default=True),
+                name="payment_method_one_default_per_customer",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "reference"], name="payment_method_reference_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(status="active"),
+                name="payment_method_default_is_active",
+            ),
+            models.CheckConstraint(
+                condition=Q(last4__regex=r"^[0-9]{4}$"), name="payment_method_last4_digits"
+            ),
+            models.CheckConstraint(
+                condition=Q(exp_month__gte=1, exp_month__lte=12),
+                name="payment_method_exp_month_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4} ({self.exp_month:02d}/{self.exp_year})"
+
+
+class PaymentAttempt(models.Model):
+    """One try at charging an invoice through a gateway.
+
+    The idempotency key ("invoice-{invoice id}-attempt-{n}") is sent to the gateway, so a
+    retried call can never charge twice; an attempt whose outcome is unknown is retried with
+    the same key. At most one attempt per invoice is pending or unknown at any time.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        DECLINED = "declined", "Declined"
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    class DeclineKind(models.TextChoices):
+        SOFT = "soft", "Soft (retry later)"
+        HARD = "hard", "Hard (wait for a new payment method)"
+
+    class Trigger(models.TextChoices):
+        AUTOCHARGE = "autocharge", "Autocharge"
+        PAY_NOW = "pay_now", "Pay now"
+        RETRY = "retry", "Retry"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_attempts")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="payment_attempts"
+    )
+    attempt_number = models.PositiveIntegerField()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    trigger = models.CharField(max_length=12, choices=Trigger.choices)
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    payment_method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, related_name="attempts"
+    )
+    gateway = models.CharField(max_length=16, choices=Gateway.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decline_code = models.CharField(max_length=64, blank=True)
+    decline_kind = models.CharField(max_length=4, choices=DeclineKind.choices, blank=True)
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "attempt_number"], name="payment_attempt_number_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="payment_attempt_one_open_per_invoice",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="payment_attempt_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=(Q(status="declined") & ~Q(decline_kind=""))
+                | (~Q(status="declined") & Q(decline_kind="")),
+                name="payment_attempt_declines_are_classified",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="payment_attempt_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class Payment(models.Model):
+    """Money received from a customer: through a gateway, or recorded by staff (offline)."""
+
+    class Method(models.TextChoices):
+        CARD = "card", "Card"
+        BANK_TRANSFER = "bank_transfer", "Bank transfer"
+        CHEQUE = "cheque", "Cheque"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        REFUNDED = "refunded", "Refunded"
+        DISPUTED = "disputed", "Disputed"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
+    )
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    method = models.CharField(max_length=16, choices=Method.choices)
+    gateway = models.CharField(max_length=16, choices=Gateway.choices, blank=True)
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(
+        max_length=200, blank=True, help_text="Bank transfer or cheque reference."
+    )
+    attempt = models.OneToOneField(
+        PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True, related_name="payment"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUCCEEDED)
+    amount_refunded = _money(default=Decimal("0"))
+    received_on = models.DateField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount")),
+                name="payment_refunded_within_amount",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="payment_currency_iso"),
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"],
+                condition=~Q(gateway_reference=""),
+                name="payment_gateway_reference_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(method="card") | Q(gateway=""),
+                name="payment_offline_has_no_gateway",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment #{self.pk}: {self.amount} {self.currency}"
+
+    @property
+    def refundable(self) -> Decimal:
+        return self.amount - self.amount_refunded
+
+
+class Refund(models.Model):
+    """Money paid back against a payment, in full or in part.
+
+    `amount_refunded` on the payment counts every refund that is not failed (a pending one
+    is committed to), so two refunds can never together exceed the payment.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    class Reason(models.TextChoices):
+        REQUESTED_BY_CUSTOMER = "requested_by_customer", "Requested by the customer"
+        DUPLICATE = "duplicate", "Duplicate"
+        FRAUDULENT = "fraudulent", "Fraudulent"
+        CREDIT_NOTE = "credit_note", "Credit note"
+        OTHER = "other", "Other"
+
+    class Origin(models.TextChoices):
+        PLATFORM = "platform", "Made here"
+        GATEWAY = "gateway", "Made at the gateway (dashboard)"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="refunds")
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=24, choices=Reason.choices, default=Reason.OTHER)
+    memo = models.CharField(max_length=300, blank=True)
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.PLATFORM)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="refund_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refund #{self.pk}: {self.amount} {self.currency}"
+
+
+class RefundLine(models.Model):
+    """The share of a refund taken back from one invoice line (the ledger books it per line)."""
+
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(
+        InvoiceLine, on_delete=models.PROTECT, related_name="refund_lines"
+    )
+    amount = _money(help_text="Refunded before exclusive tax (like the invoice line's amount).")
+    tax_amount = _money(default=Decimal("0"))
+    total = _money()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gt=0), name="refund_line_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_line_id}: {self.total}"
+
+
+class Dispute(models.Model):
+    """A chargeback opened by the cardholder's bank against a payment."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="disputes")
+    gateway_reference = models.CharField(max_length=255, unique=True)
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="dispute_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dispute {self.gateway_reference}"
+
+
+class StripeEvent(models.Model):
+    """A Stripe webhook event, stored raw before anything else is done with it."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+# --- the simulated gateway's own state ----------------------------------------------------------
+
+
+class SimulatedCard(models.Model):
+    """A card saved at the simulated gateway: its token and how it behaves, never its number."""
+
+    token = models.CharField(max_length=64, unique=True)
+    customer_reference = models.CharField(max_length=64)
+    behavior = models.CharField(max_length=32)
+    brand = models.CharField(max_length=32)
+    last4 = models.CharField(max_length=4)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.token
+
+
+class SimulatedCharge(models.Model):
+    """A charge as the simulated gateway keeps it, keyed like a real gateway by the caller's
+    idempotency key: the same key never charges twice."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    reference = models.CharField(max_length=64, unique=True)
+    token = models.CharField(max_length=64)
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10)  # succeeded | declined
+    decline_code = models.CharField(max_length=64, blank=True)
+    amount_refunded = _money(default=Decimal("0"))
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class SimulatedRefund(models.Model):
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    reference = models.CharField(max_length=64, unique=True)
+    charge = models.ForeignKey(SimulatedCharge, on_delete=models.PROTECT, related_name="refunds")
+    amount = _money()
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.reference

@@ -19,6 +19,8 @@ from billing.models import (
     CustomerBalanceTransaction,
     Invoice,
     InvoiceLine,
+    Refund,
+    RefundLine,
 )
 from core.errors import NotFoundError
 from customers.models import Customer, Partner
@@ -127,6 +129,15 @@ def invoice_line_creditable(*, invoice: Invoice) -> dict[int, Creditable]:
     )
     for row in rows:
         credited[row["invoice_line_id"]] = (row["amount"], row["tax"])
+    # Refunds made without a credit note give invoice lines back too (a credit note's own
+    # refunds are already counted by its lines); a failed refund gave nothing back.
+    for row in (
+        _direct_refund_lines(invoice)
+        .values("invoice_line_id")
+        .annotate(amount=Sum("amount"), tax=Sum("tax_amount"))
+    ):
+        done_amount, done_tax = credited[row["invoice_line_id"]]
+        credited[row["invoice_line_id"]] = (done_amount + row["amount"], done_tax + row["tax"])
     remaining: dict[int, Creditable] = {}
     for line in InvoiceLine.objects.filter(invoice=invoice):
         taxable = line.amount - line.discount_amount
@@ -151,7 +162,14 @@ def invoice_creditable_total(*, invoice: Invoice) -> Decimal:
     issued = CreditNote.objects.filter(invoice=invoice, status=CreditNote.Status.ISSUED).aggregate(
         total=Sum("total")
     )["total"]
-    return max(invoice.total, ZERO) - (issued or ZERO)
+    refunded = _direct_refund_lines(invoice).aggregate(total=Sum("total"))["total"]
+    return max(invoice.total, ZERO) - (issued or ZERO) - (refunded or ZERO)
+
+
+def _direct_refund_lines(invoice: Invoice) -> QuerySet[RefundLine]:
+    return RefundLine.objects.filter(
+        invoice_line__invoice=invoice, refund__credit_note__isnull=True
+    ).exclude(refund__status=Refund.Status.FAILED)
 
 
 def credit_notes_for_invoice(*, invoice: Invoice) -> QuerySet[CreditNote]:

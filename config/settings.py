@@ -167,6 +167,14 @@ INVOICE_ISSUER_ADDRESS = env.str(
     "INVOICE_ISSUER_ADDRESS", default="1 Billing Street\n10001 New York, NY\nUnited States"
 ).replace("\\n", "\n")
 
+# --- Payments ---------------------------------------------------------------------------------
+# The gateway new payment methods are saved with: "simulated" (built in: test card numbers, for
+# demo and embedded mode) or "stripe". Saved methods keep the gateway they were saved with.
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="simulated")
+if PAYMENT_GATEWAY not in ("simulated", "stripe"):
+    raise ImproperlyConfigured('PAYMENT_GATEWAY is "simulated" or "stripe".')
+# Network retries of one Stripe request (the client reuses the idempotency key for them).
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")

@@ -19,6 +19,22 @@ from billing.services.invoices import (
     invoice_preview,
     invoice_void,
 )
+from billing.services.payment_methods import (
+    payment_method_attach,
+    payment_method_detach,
+    payment_method_set_default,
+)
+from billing.services.payments import (
+    default_payment_method,
+    invoice_autocharge,
+    invoice_pay_now,
+    payment_attempt_reconcile,
+    payment_method_updated,
+    payment_record_offline,
+    payment_retry_blocked,
+)
+from billing.services.refunds import refund_create, refund_execute
+from billing.services.stripe_events import stripe_event_process, stripe_event_receive
 
 __all__ = [
     "InvoicePreview",
@@ -26,11 +42,25 @@ __all__ = [
     "OneOffItem",
     "credit_note_create",
     "customer_balance_adjust",
+    "default_payment_method",
+    "invoice_autocharge",
     "invoice_create",
     "invoice_create_one_off",
     "invoice_delete_draft",
     "invoice_finalize",
     "invoice_mark_uncollectible",
+    "invoice_pay_now",
     "invoice_preview",
     "invoice_void",
+    "payment_attempt_reconcile",
+    "payment_method_attach",
+    "payment_method_detach",
+    "payment_method_set_default",
+    "payment_method_updated",
+    "payment_record_offline",
+    "payment_retry_blocked",
+    "refund_create",
+    "refund_execute",
+    "stripe_event_process",
+    "stripe_event_receive",
 ]

@@ -450,7 +450,7 @@ def test_a_whole_invoice_is_credited_when_neither_lines_nor_amount_are_given(
 @pytest.mark.parametrize(
     ("body", "status", "code", "param"),
     [
-        ({"outcome": "refund"}, 400, "refund_unavailable", "outcome"),
+        ({"outcome": "refund"}, 400, "refund_exceeds_payments", "outcome"),
         ({"outcome": "cash"}, 400, "invalid_choice", "outcome"),
         ({"outcome": "credit_balance", "amount": "-1"}, 400, "negative", "amount"),
         (

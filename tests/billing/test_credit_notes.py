@@ -301,7 +301,7 @@ def test_only_an_issued_invoice_is_credited(
 @pytest.mark.parametrize(
     ("kwargs", "code", "param"),
     [
-        ({"outcome": "refund"}, "refund_unavailable", "outcome"),
+        ({"outcome": "refund"}, "refund_exceeds_payments", "outcome"),
         ({"outcome": "cash"}, "invalid_outcome", "outcome"),
         ({"outcome": "credit_balance", "reason": "mood"}, "invalid_reason", "reason"),
         (

@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from billing.ledger.models import AccountCode
 from billing.models import (
     CreditNote,
     CreditNoteLine,
@@ -38,12 +39,20 @@ from billing.models import (
     DocumentSequence,
     Invoice,
     InvoiceLine,
+    PaymentAttempt,
 )
 from billing.selectors import (
     Creditable,
     customer_balance,
     invoice_creditable_total,
     invoice_line_creditable,
+)
+from billing.services.bookings import (
+    book_balance_transaction,
+    book_credit_note,
+    book_invoice_finalized,
+    book_invoice_voided,
+    book_write_off,
 )
 from catalog.models import Coupon, CouponAmount, Meter, Plan, Price
 from catalog.selectors import tax_rate_for
@@ -255,6 +264,7 @@ def invoice_finalize(*, invoice: Invoice, actor: Actor) -> Invoice:
                 locked.credit_applied = use
         _set_amount_due(locked, now=now)
         locked.save()
+        book_invoice_finalized(invoice=locked)
         audit_record(
             actor=actor,
             action="invoice.finalize",
@@ -262,7 +272,21 @@ def invoice_finalize(*, invoice: Invoice, actor: Actor) -> Invoice:
             before=before,
             after=audit_snapshot(locked),
         )
+        if locked.status == Invoice.Status.OPEN and locked.customer.autocharge:
+            _schedule_autocharge(locked.pk)
     return locked
+
+
+def _schedule_autocharge(invoice_id: int) -> None:
+    """Charge the invoice once it is committed: the gateway call never runs inside the
+    transaction that created the invoice (a rollback cannot take a charge back).
+
+    The one place autocharge is triggered. `robust`: a failure to charge is logged and never
+    undoes or interrupts the caller's work (the invoice stays open for dunning).
+    """
+    from billing.services.payments import invoice_autocharge
+
+    transaction.on_commit(lambda: invoice_autocharge(invoice_id=invoice_id), robust=True)
 
 
 def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
@@ -288,6 +312,7 @@ def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
                 f"Invoice {locked} is partly paid; refund or credit it instead of voiding it.",
                 code="invoice_partly_paid",
             )
+        _refuse_while_charging(locked)
         before = audit_snapshot(locked)
         if locked.credit_applied > 0:
             customer_balance_adjust(
@@ -303,6 +328,7 @@ def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
         locked.amount_due = ZERO
         locked.voided_at = clock.now()
         locked.save()
+        book_invoice_voided(invoice=locked, effective_date=clock.today())
         audit_record(
             actor=actor,
             action="invoice.void",
@@ -323,10 +349,12 @@ def invoice_mark_uncollectible(*, invoice: Invoice, actor: Actor) -> Invoice:
                 "uncollectible.",
                 code="invoice_not_open",
             )
+        _refuse_while_charging(locked)
         before = audit_snapshot(locked)
         locked.status = Invoice.Status.UNCOLLECTIBLE
         locked.marked_uncollectible_at = clock.now()
         locked.save()
+        book_write_off(invoice=locked, effective_date=clock.today())
         audit_record(
             actor=actor,
             action="invoice.mark_uncollectible",
@@ -374,18 +402,15 @@ def credit_note_create(
     """Credit an open or paid invoice: whole (neither `lines` nor `amount`), chosen lines
     with pre-tax amounts, or a lump `amount` (tax included) spread over the lines.
 
-    The value goes to the customer's balance (`credit_balance`) or off what the invoice still
-    asks (`reduce_amount_due`, open invoices only, up to the amount due). Each credit-note line
-    is taxed at its invoice line's rate and inclusivity; nothing is ever credited beyond what a
-    line, or the invoice, has left to credit.
+    The value goes to the customer's balance (`credit_balance`), off what the invoice still
+    asks (`reduce_amount_due`, open invoices only, up to the amount due), or back to the
+    customer (`refund`: the invoice's payments are refunded for the credit note's total, newest
+    first, through their gateway once this transaction commits; `refund_exceeds_payments` when
+    they do not have that much left). Each credit-note line is taxed at its invoice line's rate
+    and inclusivity; nothing is ever credited beyond what a line, or the invoice, has left to
+    credit. Booked in the ledger at once (a refund as it succeeds).
     """
     outcome = _choice(outcome, CreditNote.Outcome.values, param="outcome", code="invalid_outcome")
-    if outcome == CreditNote.Outcome.REFUND:
-        raise ValidationError(
-            "Refunds are not available yet: credit the balance or reduce the amount due.",
-            code="refund_unavailable",
-            param="outcome",
-        )
     reason = _choice(reason, CreditNote.Reason.values, param="reason", code="invalid_reason")
     memo = _clean_memo(memo, max_length=MEMO_MAX_LENGTH)
     if lines is not None and amount is not None:
@@ -439,12 +464,14 @@ def credit_note_create(
                 code="credit_exceeds_invoice",
                 param=param,
             )
-        if outcome == CreditNote.Outcome.REDUCE_AMOUNT_DUE and total > locked.amount_due:
-            raise ValidationError(
-                f"Only {locked.amount_due} {locked.currency} is due on invoice {locked}.",
-                code="credit_exceeds_amount_due",
-                param=param,
-            )
+        if outcome == CreditNote.Outcome.REDUCE_AMOUNT_DUE:
+            if total > locked.amount_due:
+                raise ValidationError(
+                    f"Only {locked.amount_due} {locked.currency} is due on invoice {locked}.",
+                    code="credit_exceeds_amount_due",
+                    param=param,
+                )
+            _refuse_while_charging(locked)
         today = clock.today()
         sequence, sequence_number, number = _take_number(
             DocumentSequence.Kind.CREDIT_NOTE, year=today.year, prefix=f"CN-{today.year}-"
@@ -488,11 +515,18 @@ def credit_note_create(
                 invoice=locked,
                 credit_note=credit_note,
             )
+            book_credit_note(credit_note=credit_note, counterparty=AccountCode.CUSTOMER_CREDIT)
+        elif outcome == CreditNote.Outcome.REFUND:
+            # Imported here: refunds build on this module's helpers.
+            from billing.services.refunds import refunds_create_for_credit_note
+
+            refunds_create_for_credit_note(credit_note=credit_note, invoice=locked, actor=actor)
         else:
             before = audit_snapshot(locked)
             locked.credited_total += total
             _set_amount_due(locked, now=clock.now())
             locked.save()
+            book_credit_note(credit_note=credit_note, counterparty=AccountCode.ACCOUNTS_RECEIVABLE)
             audit_record(
                 actor=actor,
                 action="invoice.credit",
@@ -687,6 +721,7 @@ def customer_balance_adjust(
             memo=memo,
             created_at=now,
         )
+        book_balance_transaction(transaction=entry)
         audit_record(
             actor=actor,
             action="customer_balance.adjust",
@@ -981,6 +1016,20 @@ def _set_amount_due(invoice: Invoice, *, now: Any) -> None:
         invoice.paid_at = invoice.paid_at or now
     else:
         invoice.status = Invoice.Status.OPEN
+
+
+def _refuse_while_charging(invoice: Invoice) -> None:
+    """What is due must not move under a charge in flight (or one whose outcome is unknown):
+    it could be paid for twice. Call with the invoice locked."""
+    if PaymentAttempt.objects.filter(
+        invoice=invoice,
+        status__in=[PaymentAttempt.Status.PENDING, PaymentAttempt.Status.UNKNOWN],
+    ).exists():
+        raise ConflictError(
+            f"A payment of invoice {invoice} is in progress (or its outcome is not known yet); "
+            "try again once it is settled.",
+            code="payment_in_progress",
+        )
 
 
 def _lock_invoice(invoice: Invoice) -> Invoice:
