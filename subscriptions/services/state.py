@@ -422,7 +422,8 @@ def next_transition(subscription: Subscription) -> date | None:
         return subscription.start_on
     candidates = [c.effective_on for c in pending_changes(subscription)]
     if status == Subscription.Status.PAUSED:
-        candidates.append(subscription.pause_resumes_on)  # type: ignore[arg-type]
+        # A phase still moves on while paused (a fixed term ends even then); billing waits.
+        candidates += [subscription.pause_resumes_on, subscription.phase_ends_on]  # type: ignore[list-item]
     else:
         candidates += [subscription.billed_through, subscription.phase_ends_on]  # type: ignore[list-item]
     due = [day for day in candidates if day is not None]

@@ -734,3 +734,39 @@ def test_a_year_of_renewals_reports_what_the_daily_work_did(
     assert all(w == {"invoices": 1, "renewed": 1} for w in work)
     assert len(invoices_of(customer)) == 13
     assert sum(i.total for i in invoices_of(customer)) == D("390.00")
+
+
+def test_an_intro_phase_ending_during_a_pause_resumes_at_the_evergreen_price(
+    make_plan: Any, customer: Any, set_today: Any, advance_to: Any
+) -> None:
+    plan = make_plan("intro", phases=[intro("10.00", 1), evergreen("30.00")])
+    subscription = subscription_create(customer=customer, plan=plan, actor=STAFF).subscription
+    set_today(date(2026, 2, 5))
+    subscription_pause(subscription=subscription, resumes_on=date(2026, 3, 1), actor=STAFF)
+
+    advance_to(date(2026, 3, 1))
+
+    subscription.refresh_from_db()
+    assert subscription.phase.kind == "evergreen"
+    assert subscription.phase_started_on == date(2026, 2, 15)
+    # [Mar 1, Mar 15) is 14 of the 28 days of [Feb 15, Mar 15), at the evergreen price.
+    assert lines_of(invoices_of(customer)[-1]) == [
+        (REC, date(2026, 3, 1), date(2026, 3, 15), D("15.00"))
+    ]
+
+
+def test_a_fixed_term_ends_even_while_paused(
+    make_plan: Any, customer: Any, advance_to: Any
+) -> None:
+    plan = make_plan("short-term", phases=[fixed_term("20.00", 2)])
+    subscription = subscription_create(customer=customer, plan=plan, actor=STAFF).subscription
+    advance_to(date(2026, 3, 1))
+    subscription_pause(subscription=subscription, cycles=3, actor=STAFF)
+
+    advance_to(date(2026, 6, 1))
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.CANCELED
+    assert subscription.ended_on == date(2026, 3, 15)
+    assert subscription.cancel_reason == "term_ended"
+    assert len(invoices_of(customer)) == 3  # two periods and the pause credit, nothing after
