@@ -206,8 +206,8 @@ def _play_schedules(
         created.append((schedule, reductions))
     reductions_by_day: dict[int, list[tuple[RecognitionSchedule, int]]] = {}
     for schedule, reductions in created:
-        for day, percent in reductions:
-            reductions_by_day.setdefault(day, []).append((schedule, percent))
+        for reduction_offset, percent in reductions:
+            reductions_by_day.setdefault(reduction_offset, []).append((schedule, percent))
 
     # when the days go by
     for offset in range(0, 180):
