@@ -490,7 +490,7 @@ def webhook_resend(
             )
         locked = (
             WebhookDelivery.objects.select_for_update(of=("self",))
-            .select_related("endpoint", "event")
+            .select_related("endpoint__partner", "event")
             .get(pk=delivery.pk)
         )
         _require_enabled(locked.endpoint)
@@ -683,9 +683,10 @@ def _clean_customer_id(value: object) -> int | None:
 
 def _deliveries_for(events: Sequence[OutboxEvent], *, now: datetime) -> list[WebhookDelivery]:
     endpoints = list(
-        WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.ENABLED).only(
-            "id", "enabled_events", "partner_id"
-        )
+        WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.ENABLED)
+        # A deactivated partner's endpoints get nothing, as its API keys can read nothing.
+        .filter(Q(partner__isnull=True) | Q(partner__active=True))
+        .only("id", "enabled_events", "partner_id")
     )
     if not endpoints:
         return []
@@ -736,6 +737,18 @@ def _enqueue(delivery_ids: list[int]) -> None:
 def _require_enabled(endpoint: WebhookEndpoint) -> None:
     if endpoint.status != WebhookEndpoint.Status.ENABLED:
         raise ConflictError("This endpoint is disabled; enable it first.", code="endpoint_disabled")
+    if endpoint.partner is not None and not endpoint.partner.active:
+        raise ConflictError(
+            "This endpoint's partner is inactive: nothing is sent to it.", code="partner_inactive"
+        )
+
+
+def _unsendable_reason(endpoint: WebhookEndpoint) -> str:
+    if endpoint.status != WebhookEndpoint.Status.ENABLED:
+        return "The endpoint was disabled before this delivery succeeded."
+    if endpoint.partner is not None and not endpoint.partner.active:
+        return "The endpoint's partner was deactivated before this delivery succeeded."
+    return ""
 
 
 def _require_receivable(event: OutboxEvent, endpoint: WebhookEndpoint) -> None:
@@ -782,7 +795,7 @@ def _delivery_claim(delivery_id: int) -> _Claim | None:
         # Skip, never wait: a row locked by another worker is that worker's to send.
         delivery = (
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event", "endpoint")
+            .select_related("event", "endpoint__partner")
             .filter(pk=delivery_id, status__in=_OPEN, next_attempt_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=wall))
             .first()
@@ -790,12 +803,13 @@ def _delivery_claim(delivery_id: int) -> _Claim | None:
         if delivery is None:
             return None
         endpoint = delivery.endpoint
-        if endpoint.status != WebhookEndpoint.Status.ENABLED:
+        unsendable = _unsendable_reason(endpoint)
+        if unsendable:
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.next_attempt_at = None
             delivery.claimed_until = None
             delivery.claim_token = None
-            delivery.last_error = "The endpoint was disabled before this delivery succeeded."
+            delivery.last_error = unsendable
             delivery.updated_at = now
             delivery.save()
             return None

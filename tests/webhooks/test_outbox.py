@@ -12,11 +12,19 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from core.errors import ValidationError
+from core.errors import ConflictError, ValidationError
 from core.webhooks.events import EventType
 from core.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from core.webhooks.services import EventSpec, event_emit, event_emit_bulk, webhook_endpoint_disable
+from core.webhooks.services import (
+    EventSpec,
+    event_emit,
+    event_emit_bulk,
+    webhook_deliver,
+    webhook_endpoint_disable,
+    webhook_resend,
+)
 from customers.models import Customer, Partner
+from customers.services import partner_deactivate
 from tests.conftest import FIXED_NOW
 from tests.webhooks.conftest import STAFF, Receiver
 
@@ -233,3 +241,33 @@ def test_bulk_emission_costs_the_same_number_of_queries_for_one_event_or_fifty(
     assert len(events) == 50
     assert OutboxEvent.objects.count() == 51
     assert WebhookDelivery.objects.count() == 2 * 51
+
+
+def test_a_deactivated_partners_endpoint_gets_nothing(
+    make_endpoint: Callable[..., WebhookEndpoint],
+    make_partner: Callable[..., Partner],
+    make_customer: Callable[..., Customer],
+    receiver: Receiver,
+) -> None:
+    acme = make_partner("acme")
+    customer = make_customer(partner=acme)
+    endpoint = make_endpoint(partner=acme)
+    waiting = WebhookDelivery.objects.get(
+        event=event_emit(type=EventType.INVOICE_PAID, payload={}, customer_id=customer.pk)
+    )
+
+    partner_deactivate(partner=acme, actor=STAFF)
+    later = event_emit(type=EventType.INVOICE_PAID, payload={}, customer_id=customer.pk)
+
+    assert not WebhookDelivery.objects.filter(event=later).exists()
+    assert webhook_deliver(delivery_id=waiting.pk) is None
+    waiting.refresh_from_db()
+    assert waiting.status == WebhookDelivery.Status.FAILED
+    assert waiting.last_error == (
+        "The endpoint's partner was deactivated before this delivery succeeded."
+    )
+    assert receiver.requests == []
+    with pytest.raises(ConflictError) as refused:
+        webhook_resend(delivery=waiting, actor=STAFF)
+    assert refused.value.code == "partner_inactive"
+    assert endpoint.status == WebhookEndpoint.Status.ENABLED
