@@ -53,13 +53,10 @@ from billing.models import (
     Payment,
     Refund,
 )
+from billing.selectors import party
 
 ZERO = Decimal("0")
 INVOICE_LINE = "invoice_line"
-
-
-def party(customer_id: int) -> str:
-    return f"customer:{customer_id}"
 
 
 def _net(total: Decimal, tax: Decimal) -> Decimal:

@@ -1,0 +1,98 @@
+"""Payments fixtures: customers with saved test cards, invoices, and ledger balances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from billing.ledger.selectors import account_balance
+from billing.models import Invoice, PaymentMethod
+from billing.selectors import party
+from billing.services import invoice_create, payment_method_attach
+from billing.services.invoices import LineSpec
+from customers.models import Customer
+from customers.services import customer_create
+from tests.billing.conftest import STAFF, line
+
+__all__ = ["STAFF", "line"]
+
+VISA = "4242424242424242"
+GENERIC_DECLINE = "4000000000000002"
+INSUFFICIENT_FUNDS = "4000000000009995"
+STOLEN = "4000000000009979"
+DECLINE_AT_CHARGE = "4000000000000341"
+PROCESSING_ERROR = "4000000000000119"
+TIMEOUT = "4000000000006975"
+
+Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
+
+
+@pytest.fixture(autouse=True)
+def _simulated_gateway(settings: Any) -> None:
+    settings.PAYMENT_GATEWAY = "simulated"
+
+
+@pytest.fixture
+def make_customer(clock: Any) -> Callable[..., Customer]:
+    counter = iter(range(1, 10_000))
+
+    def make(**fields: Any) -> Customer:
+        number = next(counter)
+        fields.setdefault("external_id", f"pay-{number}")
+        fields.setdefault("email", f"payer{number}@example.com")
+        fields.setdefault("name", f"Payer {number}")
+        fields.setdefault("currency", "USD")
+        return customer_create(actor=STAFF, **fields)
+
+    return make
+
+
+@pytest.fixture
+def customer(make_customer: Callable[..., Customer]) -> Customer:
+    """A USD autocharge customer without a payment method yet."""
+    return make_customer()
+
+
+@pytest.fixture
+def save_card(clock: Any) -> Callable[..., PaymentMethod]:
+    """`save_card(customer, number)`: a card saved through the simulated gateway."""
+
+    def save(customer: Customer, number: str = VISA, **kwargs: Any) -> PaymentMethod:
+        kwargs.setdefault("exp_month", 12)
+        kwargs.setdefault("exp_year", 2030)
+        return payment_method_attach(customer=customer, card_number=number, actor=STAFF, **kwargs)
+
+    return save
+
+
+@pytest.fixture
+def bill(clock: Any, django_capture_on_commit_callbacks: Capture) -> Callable[..., Invoice]:
+    """`bill(customer, line(...), ...)`: an invoice finalized through `invoice_create`, with the
+    callbacks run after its commit (the autocharge) executed, as in production."""
+
+    def make(customer: Customer, *lines: LineSpec, **kwargs: Any) -> Invoice:
+        kwargs.setdefault("currency", customer.currency or "USD")
+        kwargs.setdefault("billing_reason", Invoice.BillingReason.SUBSCRIPTION_CYCLE)
+        with django_capture_on_commit_callbacks(execute=True):
+            invoice = invoice_create(
+                customer=customer, lines=list(lines or [line()]), actor=STAFF, **kwargs
+            )
+        invoice.refresh_from_db()
+        return invoice
+
+    return make
+
+
+@pytest.fixture
+def balance() -> Callable[..., Decimal]:
+    """`balance("cash")` or `balance("accounts_receivable", customer)`: a ledger balance."""
+
+    def read(code: str, customer: Customer | None = None, currency: str = "USD") -> Decimal:
+        who = party(customer.pk) if customer is not None else ""
+        return account_balance(code=code, currency=currency, party=who).balance
+
+    return read
