@@ -212,3 +212,30 @@ def test_an_immediate_cancel_bills_the_usage_up_to_the_cancel(
         ("usage", D("0.30")),
     ]
     assert result.subscription.usage_billed_through == date(2026, 1, 25)
+
+
+def test_a_failing_subscription_is_counted_and_does_not_stop_the_others(
+    make_plan: Any, make_customer: Any, set_today: Any, advance_to: Any
+) -> None:
+    unpriced = make_plan("unpriced-usage", "20.00")
+    meter = catalog.meter_create(
+        code="calls", name="API calls", aggregation=Meter.Aggregation.COUNT, actor=STAFF
+    )
+    catalog.plan_meter_create(
+        plan=unpriced, meter=meter, pricing=PlanMeter.Pricing.UNIT, actor=STAFF
+    )
+    broken_customer, fine_customer = make_customer(), make_customer()
+    broken = subscription_create(customer=broken_customer, plan=unpriced, actor=STAFF)
+    fine = subscription_create(customer=fine_customer, plan=make_plan("monthly"), actor=STAFF)
+    set_today(date(2026, 1, 20))
+    _calls(broken_customer, 2, date(2026, 1, 20), "x")
+
+    report = advance_to(date(2026, 2, 15))
+
+    (day,) = [d for d in report["days"] if d["date"] == "2026-02-15"]
+    assert day["work"]["subscriptions"] == {"failed": 1, "invoices": 1, "renewed": 1}
+    broken.subscription.refresh_from_db()
+    fine.subscription.refresh_from_db()
+    assert broken.subscription.billed_through == date(2026, 2, 15)  # nothing moved
+    assert fine.subscription.billed_through == date(2026, 3, 15)
+    assert len(invoices_of(broken_customer)) == 1

@@ -39,7 +39,7 @@ from subscriptions.services import (
     subscription_undo_scheduled_change,
     subscriptions_process_day,
 )
-from tests.subscriptions.conftest import STAFF
+from tests.subscriptions.conftest import STAFF, evergreen, fixed_term, intro, trial
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +70,13 @@ def property_plans(make_plan: Any) -> dict[str, Any]:
         "basic": make_plan("basic", "10.00", tier_rank=1, max_quantity=10),
         "premium": make_plan("premium", "25.00", tier_rank=2, max_quantity=10),
         "annual": make_plan("annual", "100.00", interval="year", tier_rank=1, max_quantity=10),
+        "intro": make_plan(
+            "intro", phases=[intro("5.00", 2), evergreen("10.00")], tier_rank=1, max_quantity=10
+        ),
+        "term": make_plan("term", phases=[fixed_term("12.00", 3)], tier_rank=1, max_quantity=10),
+        "trial": make_plan(
+            "trial", phases=[trial(10), evergreen("10.00")], tier_rank=1, max_quantity=10
+        ),
     }
 
 
@@ -171,12 +178,16 @@ def _expected_days(subscription: Subscription) -> set[date]:
 
 
 @settings(
-    max_examples=12,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(ops=st.lists(st.tuples(operations, st.booleans()), min_size=1, max_size=8))
+@given(
+    first_plan=st.sampled_from(["basic", "intro", "term", "trial"]),
+    ops=st.lists(st.tuples(operations, st.booleans()), min_size=1, max_size=8),
+)
 def test_random_lifecycles_keep_the_books_right(
+    first_plan: str,
     ops: list[tuple[tuple[Any, ...], bool]],
     property_plans: dict[str, Any],
     make_customer: Any,
@@ -185,7 +196,7 @@ def test_random_lifecycles_keep_the_books_right(
     core_services.test_clock_set(to=datetime.combine(start, time(12), tzinfo=UTC))
     customer = make_customer()
     subscription = subscription_create(
-        customer=customer, plan=property_plans["basic"], actor=STAFF
+        customer=customer, plan=property_plans[first_plan], actor=STAFF
     ).subscription
     today = start
 
