@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import audit, billing, catalog, customers, subscriptions, usage, webhooks
+from api.views import audit, billing, catalog, customers, payments, subscriptions, usage, webhooks
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -11,6 +11,7 @@ router.include_root_view = False
 catalog.register(router)
 customers.register(router)
 billing.register(router)
+payments.register(router)
 usage.register(router)
 subscriptions.register(router)
 webhooks.register(router)

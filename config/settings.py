@@ -236,6 +236,8 @@ SPECTACULAR_SETTINGS = {
         "WebhookEndpointStatusEnum": "core.webhooks.models.WebhookEndpoint.Status",
         "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
         "EventTypeEnum": "core.webhooks.events.EVENT_TYPE_CHOICES",
+        "RefundReasonEnum": "billing.models.Refund.Reason",
+        "CreditNoteReasonEnum": "billing.models.CreditNote.Reason",
     },
 }
 

@@ -255,8 +255,8 @@ class CreditNoteCreateSerializer(serializers.Serializer):
     invoice = serializers.IntegerField(min_value=1, help_text="Invoice id.")
     outcome = serializers.ChoiceField(
         choices=CreditNote.Outcome.choices,
-        help_text="`credit_balance` or `reduce_amount_due` (open invoices); `refund` is not "
-        "available yet.",
+        help_text="`credit_balance`, `reduce_amount_due` (open invoices) or `refund` (the "
+        "invoice's payments are refunded).",
     )
     reason = serializers.ChoiceField(
         choices=CreditNote.Reason.choices, required=False, default=CreditNote.Reason.OTHER

@@ -33,6 +33,7 @@ from api.serializers.billing import (
     InvoiceListQuerySerializer,
     InvoiceSerializer,
 )
+from api.serializers.payments import InvoicePaySerializer, PaymentAttemptSerializer
 from billing.models import Invoice
 from billing.pdf import invoice_pdf, invoice_pdf_filename
 from billing.selectors import (
@@ -43,6 +44,7 @@ from billing.selectors import (
     customer_balance_currency,
     invoice_get,
     invoice_list,
+    payment_method_get,
 )
 from billing.services import (
     OneOffItem,
@@ -52,6 +54,7 @@ from billing.services import (
     invoice_delete_draft,
     invoice_finalize,
     invoice_mark_uncollectible,
+    invoice_pay_now,
     invoice_void,
 )
 from core.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -243,6 +246,35 @@ class InvoiceViewSet(PlatformViewSet):
         return _invoice_response(invoice_mark_uncollectible(invoice=invoice, actor=self.actor))
 
     @extend_schema(
+        operation_id="invoices_pay",
+        summary="Pay an open invoice now",
+        description=(
+            "Charges what is due to the given saved payment method, or the customer's "
+            "default one. The attempt is returned whatever its outcome: `succeeded` (the "
+            "invoice is paid), `declined` (with the decline code and kind: a `hard` decline "
+            "is not retried with the same method, `payment_retry_blocked`) or `unknown` (it "
+            "is reconciled with the gateway later, never charged twice)."
+        ),
+        parameters=[INVOICE_ID],
+        request=InvoicePaySerializer,
+        responses=PaymentAttemptSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def pay(self, request: Request, pk: str) -> Response:
+        partner = _partner_scope(request)
+        invoice = invoice_get(pk=pk, partner=partner)
+        payload = InvoicePaySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        method_id = payload.validated_data.get("payment_method")
+        method = (
+            _named(lambda: payment_method_get(pk=method_id, partner=partner), "payment_method")
+            if method_id is not None
+            else None
+        )
+        attempt = invoice_pay_now(invoice=invoice, payment_method=method, actor=self.actor)
+        return Response(PaymentAttemptSerializer(attempt).data)
+
+    @extend_schema(
         operation_id="invoices_pdf",
         summary="Download an invoice as PDF",
         description="Drafts are marked DRAFT. Errors are JSON like everywhere else.",
@@ -277,8 +309,10 @@ class InvoiceViewSet(PlatformViewSet):
             "Credit the whole invoice (neither `lines` nor `amount`), chosen lines by pre-tax "
             "amounts, or an `amount` (tax included) spread over the lines in proportion to "
             "their totals. Each credit-note line is taxed at its invoice line's rate. The value "
-            "goes to the customer's credit balance or off the invoice's amount due; never more "
-            "than is left to credit."
+            "goes to the customer's credit balance, off the invoice's amount due, or back to "
+            "the customer (`refund`: the invoice's payments are refunded, newest first; "
+            "`refund_exceeds_payments` when less than that is left of them); never more than "
+            "is left to credit."
         ),
         request=CreditNoteCreateSerializer,
         responses={201: CreditNoteSerializer},
