@@ -44,6 +44,11 @@ def _id(value: Any) -> str:
     return value if isinstance(value, str) else str(value.id)
 
 
+def _metadata(resource: Any) -> dict[str, Any]:
+    metadata = getattr(resource, "metadata", None)
+    return metadata.to_dict() if metadata is not None else {}
+
+
 def _decline_code(error: Any) -> str:
     if error is None:
         return ""
@@ -172,7 +177,7 @@ class StripeGateway:
             intent = charge.payment_intent
             if intent is None or isinstance(intent, str):
                 continue
-            if (intent.metadata or {}).get("idempotency_key") != idempotency_key:
+            if _metadata(intent).get("idempotency_key") != idempotency_key:
                 continue
             if charge.status == "succeeded":
                 return ChargeResult.succeeded(str(intent.id))
@@ -211,7 +216,7 @@ class StripeGateway:
             params={"payment_intent": charge_reference, "limit": 100}
         )
         for refund in refunds.auto_paging_iter():
-            if (refund.metadata or {}).get("idempotency_key") == idempotency_key:
+            if _metadata(refund).get("idempotency_key") == idempotency_key:
                 return _refund_result(refund)
         return None
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
 
 from billing.ledger.selectors import account_balance
 from billing.models import Invoice, PaymentMethod
@@ -96,3 +102,72 @@ def balance() -> Callable[..., Decimal]:
         return account_balance(code=code, currency=currency, party=who).balance
 
     return read
+
+
+# --- Stripe, against a local Stripe-compatible server ---------------------------------------------
+
+STRIPE_SECRET_KEY = "sk_test_platform"
+STRIPE_WEBHOOK_SECRET = "whsec_platform_test"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[str]:
+    """A localstripe server (PyPI `localstripe`, a dev dependency) on a free local port, for
+    the whole session; yields its API base. Its state starts empty (`--from-scratch`)."""
+    executable = Path(sys.executable).with_name("localstripe")
+    port = _free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own venv's executable, fixed arguments
+        [str(executable), "--port", str(port), "--from-scratch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"localstripe did not start on port {port}") from None
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_gateway(settings: Any, localstripe: str) -> stripe.StripeClient:
+    """The platform set up for Stripe against localstripe; returns a client for the test's own
+    calls (creating payment methods as Stripe.js would, reading what Stripe holds)."""
+    settings.PAYMENT_GATEWAY = "stripe"
+    settings.STRIPE_SECRET_KEY = STRIPE_SECRET_KEY
+    settings.STRIPE_API_BASE = localstripe
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET
+    return stripe.StripeClient(STRIPE_SECRET_KEY, base_addresses={"api": localstripe})
+
+
+@pytest.fixture
+def stripe_card(stripe_gateway: stripe.StripeClient) -> Callable[[str], str]:
+    """`stripe_card("4242424242424242")`: a pm_... id, as Stripe.js creates it in the browser."""
+
+    def create(number: str) -> str:
+        method = stripe_gateway.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+            }
+        )
+        return str(method.id)
+
+    return create
