@@ -115,7 +115,7 @@ def test_customer_credit_is_used_first_and_only_the_rest_is_charged(
     assert PaymentAttempt.objects.get().amount == D("21.00")
 
 
-# --- offline payments ---------------------------------------------------------------------------
+# --- offline payments -----------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def _open_invoice(bill: Bill, customer: Customer, amount: str = "31.00") -> Invo
     return invoice
 
 
-# --- saving cards -------------------------------------------------------------------------------
+# --- saving cards ---------------------------------------------------------------------------------
 
 
 def test_a_card_is_saved_as_a_token_and_its_number_is_kept_nowhere(
