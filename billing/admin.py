@@ -1,10 +1,11 @@
-"""Django admin for invoices, credit notes, balances and numbering sequences.
+"""Django admin for invoices, credit notes, balances, numbering sequences and payments.
 
 Money documents are read-only here: invoices change only through the services (the actions
 finalize, void and mark uncollectible; deleting is for drafts), which lock, number, apply the
 balance and write the audit log. Credit notes, balances and their transactions are shown, never
 edited. A sequence's numbering is the one thing staff may set up by hand (a prefix for a new
-year), never rewind.
+year), never rewind. Payment methods, attempts, payments, refunds, disputes and Stripe events
+are shown only; unknown charge outcomes can be settled and failed events processed again.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ from billing.models import (
     CreditNoteLine,
     CustomerBalance,
     CustomerBalanceTransaction,
+    Dispute,
     DocumentSequence,
     Invoice,
     InvoiceLine,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+    Refund,
+    StripeEvent,
 )
 from billing.pdf import invoice_pdf, invoice_pdf_filename
 from billing.services import (
@@ -35,6 +42,8 @@ from billing.services import (
     invoice_finalize,
     invoice_mark_uncollectible,
     invoice_void,
+    payment_attempt_reconcile,
+    stripe_event_process,
 )
 from core.actors import Actor
 from core.admin import AuditedModelAdmin
@@ -291,3 +300,103 @@ class DocumentSequenceAdmin(AuditedModelAdmin):
         if obj is not None and obj.next_number > 1:
             return False
         return super().has_delete_permission(request, obj)
+
+
+# --- payments -----------------------------------------------------------------------------------
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "customer", "gateway", "is_default", "status", "created_at")
+    list_filter = ("gateway", "status", "brand")
+    search_fields = ("customer__email", "customer__name", "last4", "reference")
+    list_select_related = ("customer",)
+
+
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnlyAdmin):
+    list_display = (
+        "idempotency_key",
+        "customer",
+        "amount",
+        "currency",
+        "status",
+        "decline_code",
+        "decline_kind",
+        "trigger",
+        "created_at",
+    )
+    list_filter = ("status", "decline_kind", "gateway", "trigger")
+    search_fields = ("idempotency_key", "gateway_reference", "invoice__number", "customer__email")
+    list_select_related = ("customer",)
+    actions = ["reconcile"]
+
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.change_invoice")
+
+    @admin.action(
+        description="Settle the selected unknown outcomes with the gateway", permissions=["act"]
+    )
+    def reconcile(self, request: HttpRequest, queryset: QuerySet[PaymentAttempt]) -> None:
+        for attempt in queryset.filter(status=PaymentAttempt.Status.UNKNOWN).order_by("pk"):
+            try:
+                settled = payment_attempt_reconcile(attempt=attempt, actor=Actor.user(request.user))
+            except ApplicationError as error:
+                self.message_user(request, f"{attempt}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{attempt}: {settled.status}", messages.SUCCESS)
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = ("amount", "reason", "status", "origin", "gateway_reference", "created_at")
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "__str__",
+        "customer",
+        "invoice",
+        "method",
+        "status",
+        "amount_refunded",
+        "received_on",
+    )
+    list_filter = ("method", "status", "gateway", "currency")
+    search_fields = ("gateway_reference", "reference", "invoice__number", "customer__email")
+    list_select_related = ("customer", "invoice")
+    inlines = [RefundInline]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "customer", "payment", "reason", "status", "origin", "created_at")
+    list_filter = ("status", "reason", "origin", "currency")
+    search_fields = ("gateway_reference", "idempotency_key", "customer__email")
+    list_select_related = ("customer", "payment")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "customer", "payment", "amount", "currency", "status", "opened_at")
+    list_filter = ("status", "currency")
+    search_fields = ("gateway_reference", "customer__email")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "status", "received_at", "processed_at")
+    list_filter = ("status", "type")
+    search_fields = ("event_id",)
+    actions = ["process_again"]
+
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.change_invoice")
+
+    @admin.action(description="Process the selected failed events again", permissions=["act"])
+    def process_again(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        for event in queryset.filter(status=StripeEvent.Status.FAILED).order_by("pk"):
+            done = stripe_event_process(event=event, actor=Actor.user(request.user))
+            level = messages.ERROR if done.status == StripeEvent.Status.FAILED else messages.SUCCESS
+            self.message_user(request, f"{done.event_id}: {done.status} {done.error}", level)

@@ -487,9 +487,9 @@ def ledger_reconciliation() -> Reconciliation:
                     "deferred_revenue", row.currency, "", row.ledger_deferred, row.scheduled
                 )
             )
-    check = ledger_check()
+    self_check = ledger_check()
     result.checked["ledger"] = 1
-    for problem in check.problems:
+    for problem in self_check.problems:
         result.mismatches.append(
             ReconciliationMismatch("ledger", "", "", ZERO, ZERO, detail=problem)
         )

@@ -193,7 +193,13 @@ class PaymentAttemptViewSet(PlatformViewSet):
     def list(self, request: Request) -> Response:
         query = PaymentAttemptListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        attempts = payment_attempt_list(partner=_partner_scope(request), **query.validated_data)
+        filters = query.validated_data
+        attempts = payment_attempt_list(
+            partner=_partner_scope(request),
+            invoice_id=filters.get("invoice"),
+            customer_id=filters.get("customer"),
+            status=filters.get("status"),
+        )
         page = self.paginate_queryset(attempts)
         return self.get_paginated_response(PaymentAttemptSerializer(page, many=True).data)
 
