@@ -1,7 +1,17 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from api.views import audit, billing, catalog, customers, payments, subscriptions, usage, webhooks
+from api.views import (
+    audit,
+    billing,
+    catalog,
+    customers,
+    ledger,
+    payments,
+    subscriptions,
+    usage,
+    webhooks,
+)
 from api.views.test_clock import TestClockAdvanceView, TestClockView
 
 app_name = "api"
@@ -12,6 +22,7 @@ catalog.register(router)
 customers.register(router)
 billing.register(router)
 payments.register(router)
+ledger.register(router)
 usage.register(router)
 subscriptions.register(router)
 webhooks.register(router)

@@ -1,7 +1,7 @@
-"""Payment methods, payment attempts, payments, refunds, billing reports and Stripe's webhooks.
+"""Payment methods, payment attempts, payments, refunds and Stripe's webhooks.
 
 Partner API keys see and act on their own customers' objects only (another partner's is a
-404). Reports need the `admin` scope. The Stripe webhook is called by Stripe, not by a key
+404). The Stripe webhook is called by Stripe, not by a key
 holder: it has no API-key authentication, scopes or rate limit, and is authenticated by its
 Stripe-Signature header instead.
 """
@@ -22,8 +22,6 @@ from rest_framework.routers import DefaultRouter
 from api.base import PlatformViewSet
 from api.pagination import IdCursorPagination
 from api.serializers.payments import (
-    AgingQuerySerializer,
-    AgingSerializer,
     OfflinePaymentSerializer,
     PaymentAttemptListQuerySerializer,
     PaymentAttemptSerializer,
@@ -32,7 +30,6 @@ from api.serializers.payments import (
     PaymentMethodListQuerySerializer,
     PaymentMethodSerializer,
     PaymentSerializer,
-    ReconciliationSerializer,
     RefundCreateSerializer,
     RefundListQuerySerializer,
     RefundSerializer,
@@ -41,14 +38,12 @@ from api.serializers.payments import (
 from api.views.billing import _named, _partner_scope
 from billing.selectors import (
     invoice_get,
-    ledger_reconciliation,
     payment_attempt_get,
     payment_attempt_list,
     payment_get,
     payment_list,
     payment_method_get,
     payment_method_list,
-    receivables_aging,
     refund_get,
     refund_list,
 )
@@ -61,7 +56,6 @@ from billing.services import (
     refund_create,
     stripe_event_receive,
 )
-from core import clock
 from customers.selectors import customer_get
 
 
@@ -357,52 +351,6 @@ class RefundViewSet(PlatformViewSet):
         return Response(RefundSerializer(refund).data, status=status.HTTP_201_CREATED)
 
 
-# --- reports ------------------------------------------------------------------------------------
-
-
-@extend_schema(tags=["reports"])
-class BillingReportViewSet(PlatformViewSet):
-    filter_backends: list[Any] = []
-    pagination_class = None
-    required_scopes = {"ar_aging": "admin", "reconciliation": "admin"}
-
-    @extend_schema(
-        operation_id="reports_ar_aging",
-        summary="Receivables aging",
-        description="Admin scope. What open invoices still ask, per currency, by days past due "
-        "(current, 1-30, 31-60, 61-90, over 90).",
-        parameters=[AgingQuerySerializer],
-        responses=AgingSerializer,
-    )
-    @action(detail=False, methods=["get"])
-    def ar_aging(self, request: Request) -> Response:
-        query = AgingQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        as_of = query.validated_data.get("as_of") or clock.today()
-        rows = receivables_aging(as_of=as_of)
-        return Response(AgingSerializer({"as_of": as_of, "rows": rows}).data)
-
-    @extend_schema(
-        operation_id="reports_reconciliation",
-        summary="Reconcile the ledger with invoices, payments and balances",
-        description=(
-            "Admin scope. Receivable per customer against their open invoices' amounts due, "
-            "cash against payments less refunds and disputes, customer credit against "
-            "balances, deferred revenue against the recognition schedules, and the ledger's "
-            "own check. `ok` is false when anything differs."
-        ),
-        responses=ReconciliationSerializer,
-    )
-    @action(detail=False, methods=["get"])
-    def reconciliation(self, request: Request) -> Response:
-        result = ledger_reconciliation()
-        return Response(
-            ReconciliationSerializer(
-                {"ok": result.ok, "checked": result.checked, "mismatches": result.mismatches}
-            ).data
-        )
-
-
 # --- Stripe webhooks ----------------------------------------------------------------------------
 
 
@@ -443,5 +391,4 @@ def register(router: DefaultRouter) -> None:
     router.register("payment_attempts", PaymentAttemptViewSet, basename="payment-attempts")
     router.register("payments", PaymentViewSet, basename="payments")
     router.register("refunds", RefundViewSet, basename="refunds")
-    router.register("reports", BillingReportViewSet, basename="billing-reports")
     router.register("webhooks", StripeWebhookViewSet, basename="stripe-webhooks")
