@@ -42,7 +42,13 @@ format: install
 schema: install
 	$(BIN)/python -m config.dev exec -- $(BIN)/python manage.py spectacular --validate --fail-on-warn --file .data/openapi.yaml
 
-bench: install
+# The benchmarks also need the `bench` extra (django-hordak, compared against the ledger).
+$(VENV)/.bench-stamp: $(STAMP)
+	@$(BIN)/python -m pip install --editable '.[dev,embedded,bench]' > $(INSTALL_LOG) 2>&1 \
+		|| { cat $(INSTALL_LOG); echo "make bench: pip failed (log above)" >&2; exit 1; }
+	@touch $@
+
+bench: $(VENV)/.bench-stamp
 	$(BIN)/python -m config.dev exec -- $(BIN)/python -m bench $(BENCH)
 
 clean:

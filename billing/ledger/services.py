@@ -1,15 +1,13 @@
 """Writes to the ledger: posting balanced entries (one or a batch) and reversing them.
 
-The hot path is a handful of set-based statements whatever the size of the batch (after
-TigerBeetle and Formance):
-
-1. the entries are inserted with `ON CONFLICT (idempotency_key) DO NOTHING`, so a retried
-   posting finds the first one (same input hash: returned, nothing written) or is refused
-   (different input: `ledger_key_reused`); a concurrent twin waits on the unique index;
-2. the accounts touched are locked in one `SELECT ... ORDER BY id FOR UPDATE` (a stable order,
-   so two postings never deadlock on each other), after creating any missing one;
-3. the lines go in with one multi-row INSERT;
-4. every touched account's running totals are updated by one `UPDATE ... FROM (VALUES ...)`.
+The hot path is ONE statement whatever the size of the batch (after TigerBeetle and Formance):
+the entries are inserted with `ON CONFLICT (idempotency_key) DO NOTHING` (a concurrent twin of a
+key waits on the unique index), the accounts touched are locked in id order (a stable order, so
+two postings never deadlock on each other), the lines of the new entries go in and each touched
+account's running totals get one UPDATE. A key that was already used is then checked: same input
+hash, the first entry is returned and nothing was written; another input, `ledger_key_reused`
+(and the transaction rolls back). The first use of an account in a currency (or party) takes a
+slower path that creates it, race-safe.
 
 PostgreSQL checks at commit that each entry balances per currency (deferred constraint
 trigger) and refuses any later UPDATE or DELETE of an entry or a line.
@@ -132,14 +130,16 @@ def ledger_post_batch(*, entries: Sequence[EntrySpec]) -> list[JournalEntry]:
         )
     created_at = clock.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        new_ids = _insert_entries(cursor, prepared, created_at)
-        replayed = [p for p in prepared if p.spec.idempotency_key not in new_ids]
-        existing = _check_replays(replayed) if replayed else {}
+        new_ids, booked_lines = _post_statement(cursor, prepared, created_at)
         fresh = [p for p in prepared if p.spec.idempotency_key in new_ids]
-        if fresh:
+        if fresh and not booked_lines:
+            # First use of an account: the statement locked the accounts that exist; create
+            # the others (and lock them), then book the lines.
             accounts = _lock_accounts(cursor, _account_keys(fresh), created_at)
             _insert_lines(cursor, fresh, new_ids, accounts)
             _update_balances(cursor, fresh, accounts)
+        replayed = [p for p in prepared if p.spec.idempotency_key not in new_ids]
+        existing = _check_replays(replayed) if replayed else {}
     result = []
     for p in prepared:
         key = p.spec.idempotency_key
@@ -315,17 +315,81 @@ def _input_hash(prepared: _Prepared) -> str:
 # --- the statements ---------------------------------------------------------------------------
 
 
-def _insert_entries(cursor: Any, prepared: list[_Prepared], created_at: datetime) -> dict[str, int]:
-    """Insert the entries whose key is new; returns {key: id} for those only."""
+# The whole posting in one round trip. The CTEs run in a forced order: the entries first (a
+# concurrent twin of a key waits here, before any account is locked), then the accounts, locked
+# in id order once there is something to book (the InitPlan on new_entries), then the lines of
+# the new entries only and one UPDATE of each touched account (its aggregate needs every
+# locked row first). If an account does not exist yet, no line is booked (the caller books them
+# all after creating it, in the order given).
+_POST_SQL = f"""
+WITH e AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::date[], %s::text[], %s::text[], %s::text[],
+        %s::bigint[]) WITH ORDINALITY AS e(idempotency_key, input_hash, effective_date,
+        source_type, source_id, description, reverses_id, n)
+), new_entries AS (
+    INSERT INTO {_ENTRY_TABLE} (idempotency_key, input_hash, effective_date, source_type,
+        source_id, description, reverses_id, created_at)
+    SELECT idempotency_key, input_hash, effective_date, source_type, source_id, description,
+        reverses_id, %s FROM e ORDER BY n
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, idempotency_key
+), accounts AS (
+    SELECT a.id, a.code, a.currency, a.party FROM {_ACCOUNT_TABLE} a
+    JOIN unnest(%s::text[], %s::text[], %s::text[]) k(code, currency, party)
+        ON a.code = k.code AND a.currency = k.currency AND a.party = k.party
+    WHERE (SELECT count(*) FROM new_entries) > 0
+    ORDER BY a.id FOR NO KEY UPDATE OF a
+), l AS (
+    SELECT ne.id AS entry_id, acc.id AS account_id, x.side, x.amount, x.currency, x.ord
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[])
+        WITH ORDINALITY AS x(n, code, currency, party, side, amount, ord)
+    JOIN e ON e.n = x.n
+    JOIN new_entries ne ON ne.idempotency_key = e.idempotency_key
+    JOIN accounts acc ON acc.code = x.code AND acc.currency = x.currency AND acc.party = x.party
+    WHERE (SELECT count(*) FROM accounts) = %s
+), inserted AS (
+    INSERT INTO {_LINE_TABLE} (entry_id, account_id, side, amount, currency)
+    SELECT entry_id, account_id, side, amount, currency FROM l ORDER BY ord
+    RETURNING 1
+), moved AS (
+    UPDATE {_ACCOUNT_TABLE} a
+    SET debit_total = a.debit_total + m.debit, credit_total = a.credit_total + m.credit
+    FROM (
+        SELECT account_id,
+            COALESCE(SUM(amount) FILTER (WHERE side = 'debit'), 0) AS debit,
+            COALESCE(SUM(amount) FILTER (WHERE side = 'credit'), 0) AS credit
+        FROM l GROUP BY account_id
+    ) m
+    WHERE a.id = m.account_id
+    RETURNING 1
+)
+SELECT
+    (SELECT array_agg(ARRAY[idempotency_key, id::text]) FROM new_entries),
+    (SELECT count(*) FROM inserted)
+"""  # noqa: S608 - table names come from the models
+
+
+def _post_statement(
+    cursor: Any, prepared: list[_Prepared], created_at: datetime
+) -> tuple[dict[str, int], int]:
+    """Insert the new entries and, if all their accounts exist, book them in one statement.
+
+    Returns ({new key: id}, the number of lines booked).
+    """
     specs = [p.spec for p in prepared]
+    keys = _account_keys(prepared)
+    numbers, codes, currencies, parties, sides, amounts = [], [], [], [], [], []
+    for number, p in enumerate(prepared, start=1):
+        for code, cur, party, side, amount in p.lines:
+            numbers.append(number)
+            codes.append(code)
+            currencies.append(cur)
+            parties.append(party)
+            sides.append(side)
+            amounts.append(amount)
     cursor.execute(
-        f"INSERT INTO {_ENTRY_TABLE} (idempotency_key, input_hash, effective_date, "  # noqa: S608
-        "source_type, source_id, description, reverses_id, created_at) "
-        "SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::date[], %s::text[], %s::text[], "
-        "%s::text[], %s::bigint[]) "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+        _POST_SQL,
         [
-            created_at,
             [s.idempotency_key for s in specs],
             [p.input_hash for p in prepared],
             [s.effective_date for s in specs],
@@ -333,9 +397,21 @@ def _insert_entries(cursor: Any, prepared: list[_Prepared], created_at: datetime
             [s.source_id for s in specs],
             [s.description for s in specs],
             [s.reverses_id for s in specs],
+            created_at,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            numbers,
+            codes,
+            currencies,
+            parties,
+            sides,
+            amounts,
+            len(keys),
         ],
     )
-    return dict(cursor.fetchall())
+    new_entries, booked = cursor.fetchone()
+    return {key: int(pk) for key, pk in new_entries or []}, booked
 
 
 def _check_replays(replayed: list[_Prepared]) -> dict[str, JournalEntry]:
