@@ -1,10 +1,11 @@
 """The double-entry ledger: accounts with cached balances, immutable journal entries and lines,
 and revenue-recognition schedules.
 
-Rules the database itself enforces (migration 0002): every entry balances per currency (a
-deferred constraint trigger checked at commit), posted entries and lines are never updated or
-deleted, a line's currency is its account's (a composite foreign key), an account never changes
-its code, currency, type or party. Amounts are positive with a side (debit or credit).
+Rules the database itself enforces (migrations 0002 and 0003): every entry balances per currency
+and every line refers to an existing entry and account in the account's currency (a deferred
+constraint trigger checked at commit), posted entries and lines are never updated or deleted,
+accounts are never deleted and never change their code, currency, type or party. Amounts are
+positive with a side (debit or credit).
 
 The ledger knows nothing of invoices or customers: an entry's source is an opaque
 (source_type, source_id) pair, a schedule references an opaque source line, and an account's
@@ -120,8 +121,6 @@ class Account(models.Model):
             models.UniqueConstraint(
                 fields=["code", "currency", "party"], name="ledger_account_unique"
             ),
-            # The target of the lines' composite foreign key (account_id, currency).
-            models.UniqueConstraint(fields=["id", "currency"], name="ledger_account_id_currency"),
             models.CheckConstraint(condition=CURRENCY_ISO, name="ledger_account_currency_iso"),
             models.CheckConstraint(condition=_chart_pairs(), name="ledger_account_in_chart"),
             models.CheckConstraint(
@@ -179,10 +178,15 @@ class JournalEntry(models.Model):
 
 
 class JournalLine(models.Model):
-    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lines")
-    # Referential integrity comes from the composite foreign key (account_id, currency) ->
-    # account (id, currency) of migration 0002, which also pins the line's currency; the
-    # (account, entry) index serves lookups by account.
+    # No foreign-key constraints: the deferred check of migration 0003 verifies at commit that
+    # the entry and the account exist and that the line is in the account's currency. Entries
+    # and accounts are never deleted nor re-keyed (triggers), so that lookup is as good as a
+    # foreign key, without the key-share row lock a foreign key takes on the account rows that
+    # every posting also updates (which cost more than the rest of the posting).
+    entry = models.ForeignKey(
+        JournalEntry, on_delete=models.PROTECT, related_name="lines", db_constraint=False
+    )
+    # the (account, entry) index serves lookups by account
     account = models.ForeignKey(
         Account,
         on_delete=models.PROTECT,

@@ -158,22 +158,33 @@ def test_line_amounts_are_positive(amount: str) -> None:
 
 
 @pytest.mark.django_db
-def test_a_line_is_always_in_its_accounts_currency() -> None:
-    entry = _post_sale()
-    account = Account.objects.get(code="tax_payable", currency="USD")
-    with pytest.raises(IntegrityError, match="ledger_line_account_currency_fk"):
-        JournalLine.objects.create(
-            entry=entry, account=account, side="debit", amount=D("1"), currency="EUR"
-        )
+@pytest.mark.parametrize(
+    ("account", "currency", "entry", "message"),
+    [
+        ("tax_payable", "EUR", None, "refers to no EUR account"),
+        (None, "USD", None, "refers to no USD account 999999"),
+        ("tax_payable", "USD", 999_999, "refers to no entry 999999"),
+    ],
+)
+def test_a_line_refers_to_an_entry_and_an_account_in_its_currency(
+    account: str | None, currency: str, entry: int | None, message: str
+) -> None:
+    # given a posted entry, and a line for raw SQL with a wrong account, currency or entry
+    posted = _post_sale()
+    account_id = (
+        Account.objects.get(code=account, currency="USD").pk if account is not None else 999_999
+    )
+    with connection.cursor() as cursor:
+        # checks run at once from here on (the posting's own pass)
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
-
-@pytest.mark.django_db
-def test_a_line_needs_an_existing_account() -> None:
-    entry = _post_sale()
-    with pytest.raises(IntegrityError, match="ledger_line_account_currency_fk"):
-        JournalLine.objects.create(
-            entry=entry, account_id=999_999, side="debit", amount=D("1"), currency="USD"
-        )
+        # when the line goes in, then it is refused
+        with pytest.raises(IntegrityError, match=message):
+            cursor.execute(
+                "INSERT INTO ledger_journalline (entry_id, account_id, side, amount, currency) "
+                "VALUES (%s, %s, 'debit', 1, %s)",
+                [entry or posted.pk, account_id, currency],
+            )
 
 
 @pytest.mark.django_db
