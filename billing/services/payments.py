@@ -57,7 +57,7 @@ def invoice_autocharge(*, invoice_id: int, actor: Actor = AUTOCHARGE) -> Payment
 
     Does nothing (returns None) when there is nothing to do: the invoice is not open or
     nothing is due, the customer pays by invoice or has no default method, a charge is already
-    in flight, or the default method was declined hard on this invoice.
+    in flight, or the default method was last declined hard.
     """
     invoice = Invoice.objects.select_related("customer").filter(pk=invoice_id).first()
     if (
@@ -83,8 +83,8 @@ def invoice_pay_now(
     """Charge an open invoice now, to `payment_method` or the customer's default one.
 
     Refused: `invoice_not_open`, `nothing_due`, `no_payment_method`, `payment_in_progress`
-    (another charge is in flight), `payment_retry_blocked` (this method was declined hard on
-    this invoice: only another method may be tried).
+    (another charge is in flight), `payment_retry_blocked` (this method was last declined
+    hard: only another method may be tried).
     """
     if payment_method is None:
         payment_method = default_payment_method(customer=invoice.customer)
@@ -147,8 +147,8 @@ def payment_attempt_reconcile(*, attempt: PaymentAttempt, actor: Actor) -> Payme
 
 
 def payment_retry_blocked(*, invoice: Invoice, payment_method: PaymentMethod) -> bool:
-    """Whether `payment_method` was declined hard on `invoice` (then only another may be
-    tried: a hard decline is not retried until the payment method changes)."""
+    """Whether `payment_method` was last declined hard (then only another may be tried for
+    `invoice` or any other: a hard decline is not retried until the payment method changes)."""
     return _retry_blocked(invoice, payment_method)
 
 
@@ -411,8 +411,10 @@ def _require_open(invoice: Invoice) -> None:
 
 
 def _retry_blocked(invoice: Invoice, method: PaymentMethod) -> bool:
+    # Per payment method, whatever the invoice: card networks frown on charging a card again
+    # after a hard decline (stolen, closed...), and nothing but another method can help.
     latest = (
-        PaymentAttempt.objects.filter(invoice=invoice, payment_method=method)
+        PaymentAttempt.objects.filter(payment_method=method)
         .exclude(status__in=OPEN_ATTEMPT)
         .order_by("-attempt_number")
         .first()

@@ -205,6 +205,21 @@ def test_a_hard_decline_is_not_retried_until_the_payment_method_changes(
     assert (attempt.status, attempt.attempt_number) == ("succeeded", 2)
 
 
+def test_a_card_declined_hard_is_not_charged_for_the_next_invoice_either(
+    customer: Customer, save_card: SaveCard, bill: Bill
+) -> None:
+    save_card(customer, STOLEN)
+    first = bill(customer, line("Digital monthly", "31.00"))
+
+    second = bill(customer, line("Digital monthly", "31.00"))
+
+    assert (first.status, second.status) == ("open", "open")
+    assert list(PaymentAttempt.objects.values_list("invoice_id", "decline_kind")) == [
+        (first.pk, "hard")
+    ]
+    assert SimulatedCharge.objects.count() == 1
+
+
 def test_a_new_default_card_after_a_hard_decline_retries_open_autocharge_invoices_at_once(
     customer: Customer, save_card: SaveCard, bill: Bill
 ) -> None:
