@@ -142,7 +142,8 @@ class Hordak:
             self._post()
 
     def read_balance(self) -> Decimal:
-        self.deferred.refresh_from_db(fields=["lft", "rght", "tree_id"])
+        # Account.get_balance(): the account's legs summed (with its children, of which it has
+        # none), as django-hordak documents reading a balance
         return self.deferred.get_balance().monies()[0].amount
 
     def bulk_load(self, entries: int) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -34,7 +35,7 @@ from billing.ledger.models import CHART, Account, JournalEntry, JournalLine, Sid
 from core import clock
 from core.actors import SYSTEM, Actor
 from core.errors import ConflictError, ValidationError
-from core.money import is_rounded, normalize_currency, parse_decimal, quantum
+from core.money import normalize_currency, parse_decimal, quantum
 from core.services import audit_record, audit_snapshot
 
 ZERO = Decimal("0")
@@ -249,20 +250,23 @@ def _prepare(spec: EntrySpec, index: int, in_batch: bool) -> _Prepared:
         if not isinstance(posting.party, str) or len(posting.party) > 64:
             raise ValidationError("A party has 64 characters at most.", param=f"{param}.party")
         currency = _currency(posting.currency, f"{param}.currency")
-        amount = parse_decimal(posting.amount, param=f"{param}.amount")
+        amount = posting.amount
+        if type(amount) is not Decimal or not amount.is_finite():
+            amount = parse_decimal(amount, param=f"{param}.amount")
         if amount <= 0:
             raise ValidationError(
                 "Line amounts are positive; the side says which way they go.",
                 code="ledger_amount_not_positive",
                 param=f"{param}.amount",
             )
-        if not is_rounded(amount, currency):
+        rounded = amount.quantize(_quantum(currency))
+        if rounded != amount:
             raise ValidationError(
                 f"{currency} amounts are posted in whole minor units.",
                 code="invalid_amount",
                 param=f"{param}.amount",
             )
-        amount = amount.quantize(quantum(currency))
+        amount = rounded
         totals[currency][0 if posting.side == Side.DEBIT else 1] += amount
         lines.append(
             (str(posting.account_code), currency, posting.party, str(posting.side), amount)
@@ -280,6 +284,7 @@ def _prepare(spec: EntrySpec, index: int, in_batch: bool) -> _Prepared:
 
 
 _currencies: dict[str, str] = {}
+_quantum = lru_cache(maxsize=256)(quantum)
 
 
 def _currency(value: str, param: str) -> str:
@@ -334,18 +339,18 @@ WITH e AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key
 ), accounts AS (
-    SELECT a.id, a.code, a.currency, a.party FROM {_ACCOUNT_TABLE} a
-    JOIN unnest(%s::text[], %s::text[], %s::text[]) k(code, currency, party)
-        ON a.code = k.code AND a.currency = k.currency AND a.party = k.party
+    SELECT a.id, a.currency, k.position FROM {_ACCOUNT_TABLE} a
+    JOIN unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS k(code, currency, party,
+        position) ON a.code = k.code AND a.currency = k.currency AND a.party = k.party
     WHERE (SELECT count(*) FROM new_entries) > 0
     ORDER BY a.id FOR NO KEY UPDATE OF a
 ), l AS (
-    SELECT ne.id AS entry_id, acc.id AS account_id, x.side, x.amount, x.currency, x.ord
-    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[])
-        WITH ORDINALITY AS x(n, code, currency, party, side, amount, ord)
+    SELECT ne.id AS entry_id, acc.id AS account_id, x.side, x.amount, acc.currency, x.ord
+    FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::numeric[])
+        WITH ORDINALITY AS x(n, account, side, amount, ord)
     JOIN e ON e.n = x.n
     JOIN new_entries ne ON ne.idempotency_key = e.idempotency_key
-    JOIN accounts acc ON acc.code = x.code AND acc.currency = x.currency AND acc.party = x.party
+    JOIN accounts acc ON acc.position = x.account
     WHERE (SELECT count(*) FROM accounts) = %s
 ), inserted AS (
     INSERT INTO {_LINE_TABLE} (entry_id, account_id, side, amount, currency)
@@ -378,13 +383,12 @@ def _post_statement(
     """
     specs = [p.spec for p in prepared]
     keys = _account_keys(prepared)
-    numbers, codes, currencies, parties, sides, amounts = [], [], [], [], [], []
+    position = {key: index for index, key in enumerate(keys, start=1)}
+    numbers, accounts, sides, amounts = [], [], [], []
     for number, p in enumerate(prepared, start=1):
         for code, cur, party, side, amount in p.lines:
             numbers.append(number)
-            codes.append(code)
-            currencies.append(cur)
-            parties.append(party)
+            accounts.append(position[(code, cur, party)])
             sides.append(side)
             amounts.append(amount)
     cursor.execute(
@@ -402,9 +406,7 @@ def _post_statement(
             [k[1] for k in keys],
             [k[2] for k in keys],
             numbers,
-            codes,
-            currencies,
-            parties,
+            accounts,
             sides,
             amounts,
             len(keys),
