@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from billing.ledger.models import (
@@ -19,6 +20,10 @@ from core.errors import NotFoundError
 from core.money import normalize_currency
 
 ZERO = Decimal("0")
+_BALANCE_SQL = (
+    "SELECT debit_total, credit_total, balance FROM "  # noqa: S608 - the model's table
+    f"{Account._meta.db_table} WHERE code = %s AND currency = %s AND party = %s"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +42,10 @@ def account_balance(*, code: str, currency: str, party: str = "") -> Balance:
     An account that was never posted to has a zero balance.
     """
     currency = normalize_currency(currency)
-    row = (
-        Account.objects.filter(code=code, currency=currency, party=party)
-        .values_list("debit_total", "credit_total", "balance")
-        .first()
-    )
+    # The hottest read of the ledger: one unique-index lookup, without building a queryset.
+    with connection.cursor() as cursor:
+        cursor.execute(_BALANCE_SQL, [code, currency, party])
+        row = cursor.fetchone()
     debit, credit, balance = row if row is not None else (ZERO, ZERO, ZERO)
     return Balance(code, currency, party, debit, credit, balance)
 
