@@ -31,7 +31,7 @@ from typing import Any
 LINES = int(os.environ.get("BENCH_LEDGER_LINES", "1000002"))
 BATCH = 500
 ROUNDS = 3
-BATCHED_PER_ROUND = 1_000  # entries per package and round, posted 500 per transaction
+BATCHED_PER_ROUND = 2_500  # entries per package and round, posted 500 per transaction
 SINGLE_PER_ROUND = 150  # entries per package and round, one per transaction
 READS = 2_000
 HORDAK_READS = 20
