@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
-from api.models import ApiKey
+from api.models import ApiKey, IdempotencyRecord
 from core import clock
 from core.actors import Actor
 from core.errors import ValidationError
@@ -67,3 +69,13 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
             key.save(update_fields=["revoked_at"])
             audit_record(actor=actor, action="api_key.revoke", instance=key)
     return key
+
+
+def idempotency_records_purge(*, older_than_hours: int | None = None) -> int:
+    """Forget the Idempotency-Key records older than API_IDEMPOTENCY_TTL_HOURS (wall clock, as
+    they are written): replayed responses are a cache with an expiry, not business records, so
+    no audit entry. Returns how many were deleted."""
+    hours = settings.API_IDEMPOTENCY_TTL_HOURS if older_than_hours is None else older_than_hours
+    expired_before = timezone.now() - timedelta(hours=hours)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=expired_before).delete()
+    return deleted

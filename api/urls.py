@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from api.views import (
     audit,
     billing,
+    billing_runs,
     catalog,
     customers,
     ledger,
@@ -26,6 +27,7 @@ ledger.register(router)
 usage.register(router)
 subscriptions.register(router)
 webhooks.register(router)
+billing_runs.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),

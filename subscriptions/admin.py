@@ -15,7 +15,13 @@ from django.http import HttpRequest
 
 from core.actors import Actor
 from core.errors import ApplicationError
-from subscriptions.models import ScheduledChange, Subscription, SubscriptionEvent
+from subscriptions.models import (
+    BillingRun,
+    BillingRunFailure,
+    ScheduledChange,
+    Subscription,
+    SubscriptionEvent,
+)
 from subscriptions.services import subscription_cancel, subscription_undo_cancel
 
 
@@ -122,6 +128,58 @@ class SubscriptionEventAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in SubscriptionEvent._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class BillingRunFailureInline(_ReadOnlyInline):
+    model = BillingRunFailure
+    fields = ("family_kind", "family_key", "subscription", "error_type", "error", "created_at")
+    readonly_fields = fields
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(admin.ModelAdmin):
+    """Runs are recorded by the billing run (hourly, or POST /api/v1/billing_runs): read-only."""
+
+    list_display = (
+        "id",
+        "as_of",
+        "status",
+        "due",
+        "processed",
+        "invoices",
+        "failed",
+        "chunks_done",
+        "chunks_total",
+        "started_at",
+        "finished_at",
+    )
+    list_filter = ("status",)
+    date_hierarchy = "started_at"
+    readonly_fields = (
+        "as_of",
+        "status",
+        "actor_label",
+        "chunk_size",
+        "due",
+        "processed",
+        "invoices",
+        "failed",
+        "chunks_total",
+        "chunks_done",
+        "counts",
+        "started_at",
+        "finished_at",
+    )
+    inlines = (BillingRunFailureInline,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -301,3 +301,100 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter.code} {self.event_id}"
+
+
+class BillingRun(models.Model):
+    """One pass of the billing run over everything due by `as_of`, split into chunks that the
+    workers process. Its counters move as chunks finish; it ends when its last chunk does."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        COMPLETED_WITH_FAILURES = "completed_with_failures", "Completed with failures"
+        FAILED = "failed", "Failed"
+
+    as_of = models.DateField(help_text="Everything due on or before this day is processed.")
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.RUNNING)
+    actor_label = models.CharField(max_length=200, blank=True)
+    chunk_size = models.PositiveIntegerField()
+    due = models.PositiveIntegerField(default=0, help_text="Families of subscriptions due.")
+    processed = models.PositiveIntegerField(default=0)
+    invoices = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(chunks_done__lte=F("chunks_total")),
+                name="billing_run_chunks_done_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(finished_at__isnull=False),
+                name="billing_run_finished_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"billing run #{self.pk} as of {self.as_of} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def progress(self) -> float:
+        """The share of the due families processed, 0.0 to 1.0."""
+        return 1.0 if self.due == 0 else min(self.processed / self.due, 1.0)
+
+
+class BillingRunChunk(models.Model):
+    """A slice of a run's families: done once, however often its task is delivered."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    families = models.JSONField(help_text='[["base", id] | ["group", id], ...]')
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    counts = models.JSONField(default=dict, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="billing_run_chunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} chunk {self.number} ({self.status})"
+
+
+class BillingRunFailure(models.Model):
+    """A family the run could not process. It stays due, so the next run tries it again."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="failures")
+    family_kind = models.CharField(max_length=8)
+    family_key = models.PositiveBigIntegerField(help_text="The base subscription or the group.")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    error_type = models.CharField(max_length=100)
+    error = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["family_kind", "family_key"])]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id}: {self.family_kind} {self.family_key} failed"

@@ -24,45 +24,63 @@ logger = logging.getLogger(__name__)
 DAILY_ACTOR = Actor.system("subscriptions daily work")
 
 
-def _families(day: date) -> list[tuple[str, int]]:
+Family = tuple[str, int]  # ("base", base subscription id) or ("group", group id)
+
+
+def due_families(day: date) -> list[Family]:
+    """The families with something due by `day`, in a stable order (the key, then the kind)."""
     due = (
         Subscription.objects.filter(next_transition_on__lte=day)
         .exclude(status=Subscription.Status.CANCELED)
         .values_list("pk", "parent_id", "group_id", "parent__group_id")
     )
-    keys: set[tuple[str, int]] = set()
+    keys: set[Family] = set()
     for pk, parent_id, group_id, parent_group_id in due:
         group = group_id or parent_group_id
         keys.add(("group", group) if group else ("base", parent_id or pk))
     return sorted(keys, key=lambda key: (key[1], key[0]))
 
 
+def family_process(kind: str, key: int, day: date, *, actor: Actor = DAILY_ACTOR) -> Counter[str]:
+    """Everything due by `day` for one family, in one transaction: lock the members, move each
+    forward, put what they owe on one invoice. Nothing due any more (done by another run, or
+    twice at once) does nothing: the members are re-read under the lock. Raises on failure;
+    the transaction is then rolled back and the family stays due."""
+    with transaction.atomic():
+        members = state.lock_family(
+            [key] if kind == "base" else [], [key] if kind == "group" else []
+        )
+        outcome = transitions.Outcome()
+        for member in members:
+            transitions.advance(member, day, actor=actor, outcome=outcome)
+        if outcome.lines:
+            first = members[0]
+            state.issue_invoice(
+                customer=first.customer,
+                currency=first.currency,
+                billing_reason=transitions.main_reason(outcome.reasons),
+                lines=outcome.lines,
+                actor=actor,
+            )
+            outcome.counts["invoices"] += 1
+    return outcome.counts
+
+
+# A family that fails with one of these is logged, counted and left due; anything else is a bug
+# that stops the run loudly.
+FAMILY_ERRORS = (ApplicationError, DatabaseError, RuntimeError)
+
+
 def subscriptions_process_day(day: date) -> dict[str, int]:
     """Run what is due by `day` (phases, renewals, scheduled changes, cancels at period end,
     pause ends, usage periods to close), one family of subscriptions per transaction. A
-    family that fails is logged and counted; the others go on."""
+    family that fails is logged and counted; the others go on. The billing run does the same
+    per family (family_process), spread over the workers."""
     counts: Counter[str] = Counter()
-    for kind, key in _families(day):
+    for kind, key in due_families(day):
         try:
-            with transaction.atomic():
-                members = state.lock_family(
-                    [key] if kind == "base" else [], [key] if kind == "group" else []
-                )
-                outcome = transitions.Outcome()
-                for member in members:
-                    transitions.advance(member, day, actor=DAILY_ACTOR, outcome=outcome)
-                if outcome.lines:
-                    first = members[0]
-                    state.issue_invoice(
-                        customer=first.customer,
-                        currency=first.currency,
-                        billing_reason=transitions.main_reason(outcome.reasons),
-                        lines=outcome.lines,
-                        actor=DAILY_ACTOR,
-                    )
-                    outcome.counts["invoices"] += 1
-            counts.update(outcome.counts)
-        except (ApplicationError, DatabaseError, RuntimeError):
+            counts.update(family_process(kind, key, day))
+        except FAMILY_ERRORS:
             logger.exception("subscriptions daily work failed for %s %s on %s", kind, key, day)
             counts["failed"] += 1
     return {name: value for name, value in sorted(counts.items()) if value}
