@@ -8,6 +8,7 @@ from api.views import (
     catalog,
     customers,
     ledger,
+    notifications,
     payments,
     subscriptions,
     usage,
@@ -27,6 +28,7 @@ ledger.register(router)
 usage.register(router)
 subscriptions.register(router)
 webhooks.register(router)
+notifications.register(router)
 billing_runs.register(router)
 
 urlpatterns = [

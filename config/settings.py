@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "core",
     "core.webhooks",
+    "core.notifications",
     "catalog",
     "customers",
     "billing",
@@ -235,6 +236,7 @@ SPECTACULAR_SETTINGS = {
         "MeteredPricingEnum": "catalog.models.PlanMeter.Pricing",
         "WebhookEndpointStatusEnum": "core.webhooks.models.WebhookEndpoint.Status",
         "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
+        "NotificationStatusEnum": "core.notifications.models.Notification.Status",
         "EventTypeEnum": "core.webhooks.events.EVENT_TYPE_CHOICES",
         "RefundReasonEnum": "billing.models.Refund.Reason",
         "CreditNoteReasonEnum": "billing.models.CreditNote.Reason",
@@ -265,6 +267,51 @@ WEBHOOK_REDISPATCH_AFTER_SECONDS = env.int("WEBHOOK_REDISPATCH_AFTER_SECONDS", d
 if WEBHOOK_TIMEOUT_SECONDS < 1 or any(seconds < 0 for seconds in WEBHOOK_RETRY_SCHEDULE):
     raise ImproperlyConfigured(
         "WEBHOOK_TIMEOUT_SECONDS is at least 1; WEBHOOK_RETRY_SCHEDULE lists seconds, 0 or more."
+    )
+
+# --- Notices and the notification log --------------------------------------------------------
+# The customer portal that every notice links to (its pages live under /portal/).
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Days before a renewal that its notice goes out, by billing interval (0: no notice). An interval
+# of several units counts as the longest unit it reaches (6 months: "quarter"; 2 years: "year").
+# A plan's metadata {"renewal_notice_days": N} overrides this for that plan. The environment
+# gives a JSON object of the units to change: RENEWAL_NOTICE_DAYS='{"month": 3}'.
+_RENEWAL_NOTICE_UNITS = ("year", "quarter", "month", "week", "day")
+_renewal_notice_overrides = env.json("RENEWAL_NOTICE_DAYS", default={})
+if not isinstance(_renewal_notice_overrides, dict) or not all(
+    unit in _RENEWAL_NOTICE_UNITS and type(days) is int and days >= 0
+    for unit, days in _renewal_notice_overrides.items()
+):
+    raise ImproperlyConfigured(
+        'RENEWAL_NOTICE_DAYS is a JSON object of "year", "quarter", "month", "week" or "day" '
+        'to a number of days (0 or more), for example {"year": 45}.'
+    )
+RENEWAL_NOTICE_DAYS = {"year": 30, "quarter": 7, "month": 0, "week": 0, "day": 0}
+RENEWAL_NOTICE_DAYS.update(_renewal_notice_overrides)
+# Days before a trial ends that its notice goes out; trials longer than 31 days use
+# LONG_TRIAL_NOTICE_DAYS (3 to 21). A plan's metadata {"trial_ending_notice_days": N} overrides.
+TRIAL_ENDING_NOTICE_DAYS = env.int("TRIAL_ENDING_NOTICE_DAYS", default=3)
+LONG_TRIAL_NOTICE_DAYS = env.int("LONG_TRIAL_NOTICE_DAYS", default=7)
+# Days before a renewal that brings a new price (an intro price ending, a plan or quantity
+# change scheduled for the period end) that the price-change notice goes out.
+PRICE_CHANGE_NOTICE_DAYS = env.int("PRICE_CHANGE_NOTICE_DAYS", default=30)
+# Seconds to wait before each new attempt of an email the mail server did not take (5m, 30m,
+# 2h, 12h, 24h); once all are used up the notification is marked failed.
+NOTIFICATION_RETRY_SCHEDULE = [
+    int(seconds)
+    for seconds in env.list("NOTIFICATION_RETRY_SCHEDULE", default=[300, 1800, 7200, 43200, 86400])
+]
+# A notification being sent whose outcome was never recorded (the sender died mid-send) is
+# sent again once this lease has run out (wall clock).
+NOTIFICATION_SEND_LEASE_SECONDS = env.int("NOTIFICATION_SEND_LEASE_SECONDS", default=600)
+if TRIAL_ENDING_NOTICE_DAYS < 0 or PRICE_CHANGE_NOTICE_DAYS < 0:
+    raise ImproperlyConfigured("Notice days are 0 or more (0: no notice).")
+if not 3 <= LONG_TRIAL_NOTICE_DAYS <= 21:
+    raise ImproperlyConfigured("LONG_TRIAL_NOTICE_DAYS is 3 to 21 days.")
+if NOTIFICATION_SEND_LEASE_SECONDS < 60 or any(s < 0 for s in NOTIFICATION_RETRY_SCHEDULE):
+    raise ImproperlyConfigured(
+        "NOTIFICATION_SEND_LEASE_SECONDS is at least 60; NOTIFICATION_RETRY_SCHEDULE lists "
+        "seconds, 0 or more."
     )
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -9,3 +9,7 @@ class SubscriptionsConfig(AppConfig):
         from subscriptions.services.daily import subscriptions_process_day
 
         register_daily_work("subscriptions", subscriptions_process_day)
+
+        from subscriptions.notices import register as register_notices
+
+        register_notices()  # after the lifecycle's work: the notices see the day's changes
