@@ -7,6 +7,7 @@ from api.views import (
     billing_runs,
     catalog,
     customers,
+    dunning,
     ledger,
     notifications,
     payments,
@@ -30,6 +31,7 @@ subscriptions.register(router)
 webhooks.register(router)
 notifications.register(router)
 billing_runs.register(router)
+dunning.register(router)
 
 urlpatterns = [
     path("test_clock", TestClockView.as_view(), name="test-clock"),

@@ -314,6 +314,30 @@ if NOTIFICATION_SEND_LEASE_SECONDS < 60 or any(s < 0 for s in NOTIFICATION_RETRY
         "seconds, 0 or more."
     )
 
+# --- Dunning (docs/dunning.md) ----------------------------------------------------------------
+# Every day counts from the first failed charge of the invoice (day 0). Retries go out that many
+# days after it (a hard decline is never retried: it waits for a new payment method); the
+# subscriptions on the invoice turn "warning", then "blocked" (no entitlements), and on the final
+# day the final action is taken: "cancel" (the subscriptions end at once, reason "unpaid") or
+# "leave_unpaid" (the invoice is written off as uncollectible and the subscriptions go on).
+DUNNING_RETRY_DAYS = [int(days) for days in env.list("DUNNING_RETRY_DAYS", default=[1, 3, 5, 7])]
+DUNNING_WARNING_AFTER_DAYS = env.int("DUNNING_WARNING_AFTER_DAYS", default=3)
+DUNNING_BLOCK_AFTER_DAYS = env.int("DUNNING_BLOCK_AFTER_DAYS", default=7)
+DUNNING_FINAL_ACTION_AFTER_DAYS = env.int("DUNNING_FINAL_ACTION_AFTER_DAYS", default=14)
+DUNNING_FINAL_ACTION = env.str("DUNNING_FINAL_ACTION", default="cancel")
+_increasing = sorted(set(DUNNING_RETRY_DAYS))
+if _increasing != DUNNING_RETRY_DAYS or any(days < 1 for days in DUNNING_RETRY_DAYS):
+    raise ImproperlyConfigured("DUNNING_RETRY_DAYS lists increasing days, 1 or more.")
+if not (
+    0 < DUNNING_WARNING_AFTER_DAYS <= DUNNING_BLOCK_AFTER_DAYS <= DUNNING_FINAL_ACTION_AFTER_DAYS
+):
+    raise ImproperlyConfigured(
+        "Dunning days: 0 < DUNNING_WARNING_AFTER_DAYS <= DUNNING_BLOCK_AFTER_DAYS <= "
+        "DUNNING_FINAL_ACTION_AFTER_DAYS."
+    )
+if DUNNING_FINAL_ACTION not in ("cancel", "leave_unpaid"):
+    raise ImproperlyConfigured('DUNNING_FINAL_ACTION is "cancel" or "leave_unpaid".')
+
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

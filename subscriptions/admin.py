@@ -18,6 +18,7 @@ from core.errors import ApplicationError
 from subscriptions.models import (
     BillingRun,
     BillingRunFailure,
+    DunningCase,
     ScheduledChange,
     Subscription,
     SubscriptionEvent,
@@ -185,6 +186,41 @@ class BillingRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DunningCase)
+class DunningCaseAdmin(admin.ModelAdmin):
+    """Read-only: dunning moves by itself (docs/dunning.md); its settings are DUNNING_*."""
+
+    list_display = (
+        "id",
+        "invoice",
+        "customer",
+        "status",
+        "stage",
+        "outcome",
+        "first_failed_on",
+        "next_retry_on",
+        "retries",
+        "attempts",
+        "last_decline_code",
+    )
+    list_filter = ("status", "stage", "outcome", "last_decline_kind")
+    search_fields = ("id", "invoice__number", "customer__email", "customer__external_id")
+    list_select_related = ("invoice", "customer")
+    date_hierarchy = "first_failed_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [
+            *(field.name for field in DunningCase._meta.concrete_fields),
+            "subscriptions",
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from catalog.models import Plan
 from core import clock
 from customers.models import Customer
-from subscriptions.models import Subscription
+from subscriptions.models import DunningCase, Subscription
 
-# Trialing, active and past due subscriptions grant their plan's features; paused, future
-# and canceled ones grant nothing. (A subscription set to cancel at period end stays active,
-# and keeps its features, until the period ends.)
+# Trialing, active and past due subscriptions grant their plan's features (unless dunning has
+# blocked them); paused, future and canceled ones grant nothing. (A subscription set to cancel
+# at period end stays active, and keeps its features, until the period ends.)
 ENTITLING_STATUSES = (
     Subscription.Status.TRIALING,
     Subscription.Status.ACTIVE,
@@ -46,9 +46,15 @@ def _grants_on(day: date, prefix: str = "") -> Q:
     started, it has not ended (an end on D ends access at the start of D), and a cancel at
     period end is over once the period is.
     """
-    # Dunning will switch access off here once a subscription is blocked for non-payment.
+    # Dunning: an open case at the blocked stage switches access off until it is paid.
+    blocked = DunningCase.subscriptions.through.objects.filter(
+        subscription_id=OuterRef(f"{prefix}pk"),
+        dunningcase__status=DunningCase.Status.OPEN,
+        dunningcase__stage=DunningCase.Stage.BLOCKED,
+    )
     return (
-        Q(
+        ~Exists(blocked)
+        & Q(
             **{
                 f"{prefix}status__in": ENTITLING_STATUSES,
                 f"{prefix}start_on__lte": day,

@@ -398,3 +398,77 @@ class BillingRunFailure(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.run_id}: {self.family_kind} {self.family_key} failed"
+
+
+class DunningCase(models.Model):
+    """The collection of one unpaid subscription invoice after its charge failed (dunning).
+
+    Opened by the first declined charge, it retries on a schedule counted from that first
+    failure, escalates the subscriptions on the invoice (past due, warning, blocked) and ends
+    with the payment (recovered), a void, or the final action (canceled, left unpaid). One case
+    per invoice, ever: a closed case is history and is never reopened.
+    """
+
+    class Stage(models.TextChoices):
+        PAST_DUE = "past_due", "Past due"
+        WARNING = "warning", "Warning"
+        BLOCKED = "blocked", "Blocked (no access)"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class Outcome(models.TextChoices):
+        RECOVERED = "recovered", "Recovered (paid)"
+        CANCELED = "canceled", "Subscription canceled"
+        LEFT_UNPAID = "left_unpaid", "Left unpaid (uncollectible)"
+        VOIDED = "voided", "Invoice voided"
+
+    invoice = models.OneToOneField(
+        "billing.Invoice", on_delete=models.PROTECT, related_name="dunning_case"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="dunning_cases")
+    subscriptions = models.ManyToManyField(Subscription, related_name="dunning_cases")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    stage = models.CharField(max_length=10, choices=Stage.choices, default=Stage.PAST_DUE)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True)
+    first_failed_at = models.DateTimeField()
+    first_failed_on = models.DateField(help_text="Every retry and escalation counts from here.")
+    next_retry_on = models.DateField(
+        null=True, blank=True, help_text="Empty: no retry due (a hard decline waits for a card)."
+    )
+    retries = models.PositiveSmallIntegerField(default=0, help_text="Scheduled retries made.")
+    last_retry_on = models.DateField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed charges seen.")
+    last_attempt_id = models.BigIntegerField(null=True, blank=True)
+    last_decline_code = models.CharField(max_length=64, blank=True)
+    last_decline_kind = models.CharField(max_length=4, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-id"]),
+            models.Index(
+                fields=["next_retry_on"], condition=Q(status="open"), name="dunning_open_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(status="open") & Q(outcome="") & Q(closed_at__isnull=True))
+                | (Q(status="closed") & ~Q(outcome="") & Q(closed_at__isnull=False)),
+                name="dunning_case_closed_has_outcome",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="open") | Q(next_retry_on__isnull=True),
+                name="dunning_case_closed_retries_nothing",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_decline_kind__in=["", "soft", "hard"]),
+                name="dunning_case_decline_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dunning of invoice {self.invoice_id} ({self.status}, {self.stage})"

@@ -14,7 +14,7 @@ from catalog.models import Plan
 from core.errors import NotFoundError, ValidationError
 from customers.models import Customer, Partner
 from customers.selectors import customers_visible_to
-from subscriptions.models import ScheduledChange, Subscription, SubscriptionEvent
+from subscriptions.models import DunningCase, ScheduledChange, Subscription, SubscriptionEvent
 
 
 def subscriptions_visible_to(*, partner: Partner | None) -> QuerySet[Subscription]:
@@ -107,3 +107,39 @@ def plan_for_reference(*, reference: str | int) -> Plan:
     if found is None:
         raise ValidationError(f"No such plan: {reference!r}.", code="plan_not_found", param="plan")
     return found
+
+
+def dunning_cases_visible_to(*, partner: Partner | None) -> QuerySet[DunningCase]:
+    return (
+        DunningCase.objects.select_related("invoice", "customer")
+        .prefetch_related("subscriptions")
+        .filter(customer__in=customers_visible_to(partner=partner))
+    )
+
+
+def dunning_case_get(*, pk: int | str, partner: Partner | None) -> DunningCase:
+    """One dunning case, or `dunning_case_not_found` (also for another partner's)."""
+    try:
+        return dunning_cases_visible_to(partner=partner).get(pk=int(pk))
+    except (DunningCase.DoesNotExist, ValueError, TypeError):
+        raise NotFoundError(
+            f"No such dunning case: {pk}.", code="dunning_case_not_found", param="id"
+        ) from None
+
+
+def dunning_case_list(
+    *,
+    partner: Partner | None,
+    customer_id: int | None = None,
+    status: str | None = None,
+    stage: str | None = None,
+) -> QuerySet[DunningCase]:
+    """Dunning cases visible to `partner`, narrowed by customer, status (open, closed), stage."""
+    cases = dunning_cases_visible_to(partner=partner)
+    if customer_id is not None:
+        cases = cases.filter(customer_id=customer_id)
+    if status is not None:
+        cases = cases.filter(status=status)
+    if stage is not None:
+        cases = cases.filter(stage=stage)
+    return cases

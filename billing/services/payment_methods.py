@@ -4,7 +4,7 @@ A card number reaches `payment_method_attach` only to be handed to the gateway, 
 into a token at once (the simulated gateway; Stripe takes pm_... ids that Stripe.js created):
 it is never stored, never put in the audit log, never repeated in an error. A customer has at
 most one default method (a partial unique index). When a customer whose latest charge was
-declined hard gets a new default method, their open invoices are retried at once.
+declined (soft or hard) gets a new default method, their open invoices are retried at once.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def payment_method_attach(
             after=audit_snapshot(method),
         )
     if method.is_default:
-        _retry_after_hard_decline(customer, actor)
+        _retry_after_decline(customer, actor)
     return method
 
 
@@ -100,7 +100,7 @@ def payment_method_set_default(*, payment_method: PaymentMethod, actor: Actor) -
             before=before,
             after=audit_snapshot(method),
         )
-    _retry_after_hard_decline(method.customer, actor)
+    _retry_after_decline(method.customer, actor)
     return method
 
 
@@ -151,18 +151,16 @@ def _unset_default(method: PaymentMethod, *, actor: Actor) -> None:
     )
 
 
-def _retry_after_hard_decline(customer: Customer, actor: Actor) -> None:
+def _retry_after_decline(customer: Customer, actor: Actor) -> None:
     latest = (
         PaymentAttempt.objects.filter(customer=customer)
         .exclude(status__in=[PaymentAttempt.Status.PENDING, PaymentAttempt.Status.UNKNOWN])
         .order_by("-resolved_at", "-id")
         .first()
     )
-    if (
-        latest is not None
-        and latest.status == PaymentAttempt.Status.DECLINED
-        and latest.decline_kind == PaymentAttempt.DeclineKind.HARD
-    ):
+    if latest is not None and latest.status == PaymentAttempt.Status.DECLINED:
+        # Soft or hard: a customer who replaces a declined card expects to be charged now,
+        # not at the next scheduled retry.
         payment_method_updated(customer=customer, actor=actor)
 
 

@@ -25,6 +25,7 @@ from django.db.models import Max
 
 from billing.gateways import get_gateway
 from billing.gateways.base import DECLINED, SUCCEEDED, ChargeResult
+from billing.listeners import payment_outcome_recorded
 from billing.models import (
     GatewayCustomer,
     Invoice,
@@ -200,6 +201,7 @@ def payment_record_offline(
             reference=reference,
             actor=actor,
         )
+        payment_outcome_recorded(invoice_id=locked.pk)
     return payment
 
 
@@ -353,6 +355,7 @@ def payment_attempt_record_outcome(
             actor=actor,
             attempt=attempt,
         )
+    payment_outcome_recorded(invoice_id=invoice.pk)
 
 
 def _pay(

@@ -1,0 +1,72 @@
+"""Dunning cases: the collection of unpaid subscription invoices (docs/dunning.md). Read-only;
+a partner key sees its own customers' cases only (another's is a 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
+
+from api.base import PlatformViewSet
+from api.models import ApiKey
+from api.pagination import IdCursorPagination
+from api.serializers.dunning import DunningCaseListQuerySerializer, DunningCaseSerializer
+from core.errors import PermissionDeniedError
+from customers.models import Partner
+from subscriptions.selectors import dunning_case_get, dunning_case_list
+
+DUNNING_CASE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Case id.")
+
+
+def _partner_scope(request: Request) -> Partner | None:
+    key = request.auth
+    if not isinstance(key, ApiKey):
+        raise PermissionDeniedError("An API key is required.", code="api_key_required")
+    return key.partner
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="dunning_cases_list",
+        summary="List dunning cases",
+        description="Newest first; filter by customer, status (open, closed) and stage.",
+        parameters=[DunningCaseListQuerySerializer],
+        responses=DunningCaseSerializer(many=True),
+    ),
+    retrieve=extend_schema(
+        operation_id="dunning_cases_retrieve",
+        summary="Retrieve a dunning case",
+        parameters=[DUNNING_CASE_ID],
+        responses=DunningCaseSerializer,
+    ),
+)
+@extend_schema(tags=["dunning"])
+class DunningCaseViewSet(PlatformViewSet):
+    lookup_value_regex = "[0-9]+"
+    filter_backends: list[Any] = []
+    pagination_class = IdCursorPagination
+
+    def list(self, request: Request) -> Response:
+        query = DunningCaseListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        cases = dunning_case_list(
+            partner=_partner_scope(request),
+            customer_id=filters.get("customer"),
+            status=filters.get("status"),
+            stage=filters.get("stage"),
+        )
+        page = self.paginate_queryset(cases)
+        return self.get_paginated_response(DunningCaseSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        case = dunning_case_get(pk=pk, partner=_partner_scope(request))
+        return Response(DunningCaseSerializer(case).data)
+
+
+def register(router: DefaultRouter) -> None:
+    """Register this module's viewsets on the v1 router."""
+    router.register("dunning_cases", DunningCaseViewSet, basename="dunning-cases")
