@@ -28,7 +28,10 @@ from core.errors import ConflictError, NotFoundError, PermissionDeniedError, Val
 from core.money import normalize_currency
 from core.sentinels import UNSET, Unset
 from core.services import audit_record, audit_snapshot
+from core.webhooks.events import EventType
+from core.webhooks.services import event_emit
 from customers.models import Customer, Interaction, Partner
+from customers.webhook_payloads import customer_payload
 
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
@@ -216,6 +219,11 @@ def customer_create(
             instance=customer,
             after=audit_snapshot(customer),
         )
+        event_emit(
+            type=EventType.CUSTOMER_CREATED,
+            payload=customer_payload(customer),
+            customer_id=customer.pk,
+        )
     return customer
 
 
@@ -295,6 +303,11 @@ def customer_update(
             instance=locked,
             before=before,
             after=audit_snapshot(locked),
+        )
+        event_emit(
+            type=EventType.CUSTOMER_UPDATED,
+            payload=customer_payload(locked),
+            customer_id=locked.pk,
         )
     return locked
 

@@ -54,6 +54,7 @@ from billing.services.bookings import (
     book_invoice_voided,
     book_write_off,
 )
+from billing.webhook_payloads import credit_note_payload, invoice_payload
 from catalog.models import Coupon, CouponAmount, Meter, Plan, Price
 from catalog.selectors import tax_rate_for
 from core import clock
@@ -61,6 +62,8 @@ from core.actors import Actor
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.money import DECIMAL_PLACES, is_rounded, normalize_currency, round_money
 from core.services import audit_record, audit_snapshot
+from core.webhooks.events import EventType
+from core.webhooks.services import EventSpec, event_emit_bulk
 from customers.models import Customer
 
 ZERO = Decimal("0")
@@ -272,9 +275,29 @@ def invoice_finalize(*, invoice: Invoice, actor: Actor) -> Invoice:
             before=before,
             after=audit_snapshot(locked),
         )
+        # Credit covering it all pays it at once: both events, one snapshot.
+        emitted = [EventType.INVOICE_FINALIZED]
+        if locked.status == Invoice.Status.PAID:
+            emitted.append(EventType.INVOICE_PAID)
+        invoice_emit(locked, *emitted)
         if locked.status == Invoice.Status.OPEN and locked.customer.autocharge:
             _schedule_autocharge(locked.pk)
     return locked
+
+
+def _invoice_event(invoice: Invoice, type_: str) -> EventSpec:
+    return EventSpec(type=type_, payload=invoice_payload(invoice), customer_id=invoice.customer_id)
+
+
+def invoice_emit(invoice: Invoice, *types: str) -> None:
+    """Emit events about an invoice in the caller's transaction, with one snapshot of it."""
+    payload = invoice_payload(invoice)
+    event_emit_bulk(
+        events=[
+            EventSpec(type=type_, payload=payload, customer_id=invoice.customer_id)
+            for type_ in types
+        ]
+    )
 
 
 def _schedule_autocharge(invoice_id: int) -> None:
@@ -336,6 +359,7 @@ def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
             before=before,
             after=audit_snapshot(locked),
         )
+        invoice_emit(locked, EventType.INVOICE_VOIDED)
     return locked
 
 
@@ -504,6 +528,7 @@ def credit_note_create(
                 "lines": [audit_snapshot(line) for line in credit_lines],
             },
         )
+        settled = False
         if outcome == CreditNote.Outcome.CREDIT_BALANCE:
             customer_balance_adjust(
                 customer=locked.customer,
@@ -526,6 +551,8 @@ def credit_note_create(
             locked.credited_total += total
             _set_amount_due(locked, now=clock.now())
             locked.save()
+            # Taking all that was still due off the invoice settles it.
+            settled = locked.status == Invoice.Status.PAID
             book_credit_note(credit_note=credit_note, counterparty=AccountCode.ACCOUNTS_RECEIVABLE)
             audit_record(
                 actor=actor,
@@ -534,6 +561,16 @@ def credit_note_create(
                 before=before,
                 after=audit_snapshot(locked),
             )
+        events = [
+            EventSpec(
+                type=EventType.CREDIT_NOTE_CREATED,
+                payload=credit_note_payload(credit_note),
+                customer_id=credit_note.customer_id,
+            )
+        ]
+        if settled:
+            events.append(_invoice_event(locked, EventType.INVOICE_PAID))
+        event_emit_bulk(events=events)
     return credit_note
 
 

@@ -41,11 +41,14 @@ from billing.services.invoices import (
     _refuse_while_charging,
     _set_amount_due,
 )
+from billing.webhook_payloads import invoice_payload, payment_attempt_payload, payment_payload
 from core import clock
 from core.actors import Actor
 from core.errors import ConflictError, ValidationError
 from core.money import is_rounded
 from core.services import audit_record, audit_snapshot
+from core.webhooks.events import EventType
+from core.webhooks.services import EventSpec, event_emit_bulk
 from customers.models import Customer
 
 AUTOCHARGE = Actor.system("autocharge")
@@ -346,6 +349,21 @@ def payment_attempt_record_outcome(
         before=before,
         after=audit_snapshot(attempt),
     )
+    if attempt.status == PaymentAttempt.Status.DECLINED:
+        event_emit_bulk(
+            events=[
+                EventSpec(
+                    type=EventType.PAYMENT_FAILED,
+                    payload=payment_attempt_payload(attempt),
+                    customer_id=attempt.customer_id,
+                ),
+                EventSpec(
+                    type=EventType.INVOICE_PAYMENT_FAILED,
+                    payload=invoice_payload(invoice),
+                    customer_id=invoice.customer_id,
+                ),
+            ]
+        )
     if attempt.status == PaymentAttempt.Status.SUCCEEDED:
         _pay(
             invoice,
@@ -383,6 +401,7 @@ def _pay(
         created_at=clock.now(),
     )
     before = audit_snapshot(invoice)
+    was_paid = invoice.status == Invoice.Status.PAID
     invoice.amount_paid += amount
     # Claims freeze what is due while a charge is in flight, so a charge never pays more than
     # is due (the database refuses a negative amount due besides).
@@ -399,6 +418,22 @@ def _pay(
         before=before,
         after=audit_snapshot(invoice),
     )
+    events = [
+        EventSpec(
+            type=EventType.PAYMENT_SUCCEEDED,
+            payload=payment_payload(payment),
+            customer_id=payment.customer_id,
+        )
+    ]
+    if invoice.status == Invoice.Status.PAID and not was_paid:
+        events.append(
+            EventSpec(
+                type=EventType.INVOICE_PAID,
+                payload=invoice_payload(invoice),
+                customer_id=invoice.customer_id,
+            )
+        )
+    event_emit_bulk(events=events)
     return payment
 
 

@@ -40,11 +40,14 @@ from billing.services.invoices import (
     _decimal,
     customer_balance_adjust,
 )
+from billing.webhook_payloads import refund_payload
 from core import clock
 from core.actors import Actor
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.money import is_rounded, round_money
 from core.services import audit_record, audit_snapshot
+from core.webhooks.events import EventType
+from core.webhooks.services import event_emit
 
 ZERO = Decimal("0")
 REFUNDABLE = (Payment.Status.SUCCEEDED, Payment.Status.PARTIALLY_REFUNDED)
@@ -212,6 +215,7 @@ def _claim(
     lines: list[RefundLine],
     actor: Actor,
     credit_note: CreditNote | None = None,
+    origin: str = Refund.Origin.PLATFORM,
 ) -> Refund:
     """Create the pending refund and take its amount off the payment (payment locked)."""
     number = Refund.objects.filter(payment=payment).count() + 1
@@ -223,6 +227,7 @@ def _claim(
         reason=reason,
         memo=memo,
         credit_note=credit_note,
+        origin=origin,
         idempotency_key=f"payment-{payment.pk}-refund-{number}",
         created_at=clock.now(),
     )
@@ -249,6 +254,11 @@ def _claim(
     if not payment.gateway:
         # An offline payment is refunded offline (by bank transfer or cheque): it is done.
         _record(refund, RefundResult(SUCCEEDED), actor=actor)
+    event_emit(
+        type=EventType.REFUND_CREATED,
+        payload=refund_payload(refund),
+        customer_id=refund.customer_id,
+    )
     return refund
 
 
@@ -406,8 +416,7 @@ def refund_record_from_gateway(
         memo="Refunded at the gateway",
         lines=lines,
         actor=actor,
+        origin=Refund.Origin.GATEWAY,
     )
-    refund.origin = Refund.Origin.GATEWAY
-    refund.save(update_fields=["origin"])
     _record(refund, RefundResult(SUCCEEDED, reference=gateway_reference), actor=actor)
     return refund

@@ -29,6 +29,7 @@ from core.periods import add_interval
 from core.services import audit_record, audit_snapshot
 from customers.models import Customer
 from subscriptions.models import ScheduledChange, Subscription, SubscriptionEvent
+from subscriptions.services import webhooks
 from subscriptions.services.schedule import Cadence, Slice, Span, slices
 
 ENDED = Subscription.Status.CANCELED
@@ -366,6 +367,7 @@ def record_event(
     effective_on: date | None = None,
     data: dict[str, Any] | None = None,
 ) -> SubscriptionEvent:
+    webhooks.note_timeline(subscription, kind)  # emitted by `save`, with the final state
     return SubscriptionEvent.objects.create(
         subscription=subscription,
         kind=kind,
@@ -394,6 +396,7 @@ def save(
     subscription.next_transition_on = next_transition(subscription)
     subscription.updated_at = clock.now()
     subscription.save()
+    webhooks.emit_noted(subscription)
     audit_record(
         actor=actor,
         action=action,

@@ -18,8 +18,9 @@ from core import clock
 from core.actors import Actor
 from core.periods import add_interval
 from core.services import audit_snapshot
+from core.webhooks.events import EventType
 from subscriptions.models import ScheduledChange, Subscription, SubscriptionEvent
-from subscriptions.services import state
+from subscriptions.services import state, webhooks
 
 Kind = SubscriptionEvent.Kind
 Status = Subscription.Status
@@ -328,6 +329,7 @@ def step(subscription: Subscription, day: date, *, actor: Actor, outcome: Outcom
         outcome.add(lines, reason)
         if lines:
             outcome.counts["renewed"] += 1
+            webhooks.note(subscription, EventType.SUBSCRIPTION_RENEWED)
 
 
 def _cycle() -> str:
