@@ -193,6 +193,17 @@ def _metadata_days(plan: Plan, key: str) -> int | None:
     return value
 
 
+def _plans_by_renewal_days() -> dict[int, list[int]]:
+    """The ids of the plans with a renewal notice, by its number of days."""
+    by_days: dict[int, list[int]] = {}
+    plans = Plan.objects.only("pk", "billing_interval", "interval_count", "metadata", "code")
+    for plan in plans:
+        days = renewal_notice_days(plan)
+        if days:
+            by_days.setdefault(days, []).append(plan.pk)
+    return by_days
+
+
 def _overrides(key: str) -> list[int]:
     plans = Plan.objects.filter(metadata__has_key=key)
     return [days for plan in plans if (days := _metadata_days(plan, key)) is not None]
@@ -236,14 +247,19 @@ def _renewals(day: date) -> Iterator[_Due]:
         return
     window = (day, day + timedelta(days=horizon))
     running = Subscription.objects.filter(status__in=_RUNNING)
-    periods = _notified(
-        running.filter(billed_through__gt=window[0], billed_through__lte=window[1])
-    ).order_by("pk")
-    for subscription in periods:
+    # Only the plans that have a notice, each with its own window, so that a day's query
+    # returns the renewals due rather than every monthly subscription renewing within a month.
+    due = Q(pk__in=[])
+    for days, plan_ids in _plans_by_renewal_days().items():
+        due |= Q(
+            plan_id__in=plan_ids,
+            billed_through__gt=day,
+            billed_through__lte=day + timedelta(days=days),
+        )
+    for subscription in _notified(running.filter(due)).order_by("pk"):
         renews_on = subscription.billed_through
         assert renews_on is not None  # noqa: S101 - filtered above
-        days = renewal_notice_days(subscription.plan)
-        if days and renews_on - timedelta(days=days) <= day and _leads(subscription):
+        if _leads(subscription):
             yield _Due(RENEWAL, subscription, renews_on)
     terms = _notified(
         running.filter(
