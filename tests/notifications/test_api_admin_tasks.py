@@ -105,9 +105,7 @@ def test_a_listed_notification_shows_its_delivery(
     }
 
 
-def test_one_notification_shows_what_was_sent(
-    api: APIClient, log: dict[str, Notification]
-) -> None:
+def test_one_notification_shows_what_was_sent(api: APIClient, log: dict[str, Notification]) -> None:
     response = api.get(f"/api/v1/notifications/{log['first'].pk}")
 
     assert response.status_code == 200
