@@ -4,4 +4,4 @@ One module per benchmark, each with a `run()` that prints its own report. They r
 throwaway database (bench.harness), never on real data. Add a new module's name here.
 """
 
-BENCHMARKS = ("api_read", "ledger")
+BENCHMARKS = ("api_read", "ledger", "renewals")
