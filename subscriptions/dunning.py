@@ -56,7 +56,7 @@ CANCEL_REASON = "unpaid"
 
 Stage = DunningCase.Stage
 Outcome = DunningCase.Outcome
-_STAGE_RANK = {Stage.PAST_DUE: 0, Stage.WARNING: 1, Stage.BLOCKED: 2}
+_STAGE_RANK: dict[str, int] = {Stage.PAST_DUE: 0, Stage.WARNING: 1, Stage.BLOCKED: 2}
 _HARD = PaymentAttempt.DeclineKind.HARD
 _FAILED = SubscriptionEvent.Kind.PAYMENT_FAILED
 
@@ -115,11 +115,13 @@ def dunning_sync_invoice(invoice_id: int) -> DunningCase | None:
 
 def _sync(invoice_id: int, work: _Work) -> DunningCase | None:
     subscription_ids = sorted(
-        set(
-            InvoiceLine.objects.filter(
+        {
+            subscription_id
+            for subscription_id in InvoiceLine.objects.filter(
                 invoice_id=invoice_id, subscription_id__isnull=False
             ).values_list("subscription_id", flat=True)
-        )
+            if subscription_id is not None
+        }
     )
     if not subscription_ids:
         return None  # not a subscription invoice: billing's reminders are enough
@@ -128,7 +130,7 @@ def _sync(invoice_id: int, work: _Work) -> DunningCase | None:
     if case is not None and case.status == DunningCase.Status.CLOSED:
         return case
     invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
-    settled = {
+    settled: dict[str, str] = {
         Invoice.Status.PAID: Outcome.RECOVERED,
         Invoice.Status.VOID: Outcome.VOIDED,
         Invoice.Status.UNCOLLECTIBLE: Outcome.LEFT_UNPAID,

@@ -12,7 +12,7 @@ class DunningCaseSerializer(serializers.ModelSerializer):
     customer = serializers.IntegerField(
         source="customer_id", read_only=True, help_text="Customer id."
     )
-    subscriptions = serializers.PrimaryKeyRelatedField(
+    subscriptions: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
         many=True, read_only=True, help_text="The subscriptions billed on the invoice."
     )
     status = serializers.ChoiceField(choices=DunningCase.Status.choices, read_only=True)

@@ -87,7 +87,7 @@ def attempt_days(invoice: Invoice) -> list[tuple[date, str, str]]:
 
 
 def subjects() -> list[str]:
-    return [message.subject for message in mail.outbox]
+    return [str(message.subject) for message in mail.outbox]
 
 
 def dunning_events(subscription: Subscription) -> list[tuple[str, date, Any]]:
