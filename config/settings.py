@@ -237,6 +237,8 @@ SPECTACULAR_SETTINGS = {
         "WebhookEndpointStatusEnum": "core.webhooks.models.WebhookEndpoint.Status",
         "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
         "NotificationStatusEnum": "core.notifications.models.Notification.Status",
+        "DunningOutcomeEnum": "subscriptions.models.DunningCase.Outcome",
+        "CreditNoteOutcomeEnum": "billing.models.CreditNote.Outcome",
         "EventTypeEnum": "core.webhooks.events.EVENT_TYPE_CHOICES",
         "RefundReasonEnum": "billing.models.Refund.Reason",
         "CreditNoteReasonEnum": "billing.models.CreditNote.Reason",
