@@ -12,7 +12,9 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core import clock
 from subscriptions import billing_run as runs
+from subscriptions.dunning import dunning_process_day
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
@@ -39,3 +41,15 @@ def billing_run_chunk(run_id: int, chunk_id: int) -> dict[str, int]:
 def billing_run_scheduled() -> int:
     """Every hour (django-celery-beat): start a run over everything due today."""
     return runs.billing_run_scheduled().pk
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    max_retries=5,
+)
+def dunning_run_daily() -> dict[str, int]:
+    """Every day (django-celery-beat): dunning's retries, stages and final actions due today.
+    Idempotent per day (retries are claimed per date), so a second run does nothing."""
+    return dunning_process_day(clock.today())
