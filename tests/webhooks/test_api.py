@@ -172,9 +172,20 @@ def test_events_are_listed_newest_first_with_filters_and_shown_with_their_delive
     recent = api.get("/api/v1/events", {"created_after": "2026-01-16T00:00:00Z"}).json()
     detail = api.get(f"/api/v1/events/{paid.public_id}").json()
 
-    assert [e["id"] for e in everything] == [voided.public_id, created.public_id, paid.public_id]
+    # Creating the customer announced it first.
+    signed_up = OutboxEvent.objects.get(type=EventType.CUSTOMER_CREATED, customer_id=customer.pk)
+    assert [e["id"] for e in everything] == [
+        voided.public_id,
+        created.public_id,
+        paid.public_id,
+        signed_up.public_id,
+    ]
     assert [e["id"] for e in invoices_paid] == [paid.public_id]
-    assert [e["id"] for e in of_customer] == [voided.public_id, paid.public_id]
+    assert [e["id"] for e in of_customer] == [
+        voided.public_id,
+        paid.public_id,
+        signed_up.public_id,
+    ]
     assert [e["id"] for e in recent["results"]] == [voided.public_id, created.public_id]
     delivery = WebhookDelivery.objects.get(event=paid)
     assert detail == {
@@ -301,7 +312,10 @@ def test_a_partner_key_sees_only_its_endpoints_its_customers_events_and_its_deli
 
     assert [e["id"] for e in endpoints] == [acme_endpoint.pk]
     assert endpoints[0]["partner"] == "acme"
-    assert [e["id"] for e in events] == [acme_event.public_id]
+    acme_signed_up = OutboxEvent.objects.get(
+        type=EventType.CUSTOMER_CREATED, customer_id=acme_customer.pk
+    )
+    assert [e["id"] for e in events] == [acme_event.public_id, acme_signed_up.public_id]
     assert [d["endpoint"] for d in deliveries] == [acme_endpoint.pk]
     # The platform's own endpoint got the event too, but that is not the partner's business.
     assert [d["endpoint"] for d in detail["deliveries"]] == [acme_endpoint.pk]
