@@ -449,6 +449,7 @@ def _final_action(case: DunningCase, subscriptions: list[Subscription], *, work:
                 actor=DUNNING_ACTOR,
                 policy=Policy.IMMEDIATE,
                 reason=CANCEL_REASON,
+                credit_unused=False,  # the unpaid days were never paid: nothing to give back
             )
         outcome = Outcome.CANCELED
     else:

@@ -646,10 +646,12 @@ def subscription_cancel(
     actor: Actor,
     policy: str | None = None,
     reason: str = "",
+    credit_unused: bool = True,
 ) -> LifecycleResult:
     """Cancel at the period end (default: undoable until then, no credit) or now (`immediate`:
     the unused days go to the customer's credit balance and unbilled usage is billed).
-    Add-ons go with their base."""
+    Add-ons go with their base. `credit_unused=False` ends now without crediting the unused
+    days: dunning's cancel for non-payment, where those days were never paid."""
     chosen = clean_policy(policy, default=Policy.END_OF_TERM)
     reason = (reason or "").strip()[:200]
     today = clock.today()
@@ -678,7 +680,9 @@ def subscription_cancel(
             return LifecycleResult(base)
         lines: list[LineSpec] = []
         for member in (base, *addons):
-            lines += _end_now(member, today, actor=actor, policy=chosen, reason=reason)
+            lines += _end_now(
+                member, today, actor=actor, policy=chosen, reason=reason, credit=credit_unused
+            )
         invoice = state.issue_invoice(
             customer=base.customer,
             currency=base.currency,
@@ -690,13 +694,19 @@ def subscription_cancel(
 
 
 def _end_now(
-    subscription: Subscription, today: date, *, actor: Actor, policy: str, reason: str
+    subscription: Subscription,
+    today: date,
+    *,
+    actor: Actor,
+    policy: str,
+    reason: str,
+    credit: bool = True,
 ) -> list[LineSpec]:
     before = audit_snapshot(subscription)
     lines: list[LineSpec] = []
     billed = subscription.billed_through
     credited: tuple[date, date] | None = None
-    if subscription.status in state.RUNNING and billed is not None and billed > today:
+    if credit and subscription.status in state.RUNNING and billed is not None and billed > today:
         lines += state.credit_specs(subscription, today, billed)
         credited = (today, billed)
         subscription.billed_through = today

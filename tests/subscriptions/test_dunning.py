@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from billing.models import Invoice, PaymentAttempt
+from billing.models import CustomerBalanceTransaction, Invoice, PaymentAttempt
 from billing.services import payment_method_attach
 from catalog import services as catalog
 from catalog.models import Plan
@@ -181,6 +181,11 @@ def test_a_soft_decline_is_retried_on_schedule_escalates_and_cancels_on_day_14(
     assert subjects()[-1] == "Your subscription was canceled for non-payment"
     assert len(mail.outbox) == 8
     assert Invoice.objects.get(pk=invoice.pk).status == "open"  # still owed
+    # The unpaid days were never paid: canceling for non-payment credits nothing.
+    assert not CustomerBalanceTransaction.objects.filter(customer=customer).exists()
+    assert not Invoice.objects.filter(
+        customer=customer, billing_reason=Invoice.BillingReason.SUBSCRIPTION_CANCEL
+    ).exists()
     assert customer_has_feature(customer=customer, feature_code="hd") is False
 
     assert dunning_events(subscriber) == [
