@@ -1,4 +1,4 @@
-"""The webhooks documentation stays true: its verification snippet is the one the tests run,
+"""The README's webhooks section stays true: its verification snippet is the one the tests run,
 and it lists every event type of the catalogue."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.webhooks.events import EventType
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+DOCS = Path(__file__).resolve().parents[2] / "README.md"
 VERIFIER = Path(__file__).resolve().parent / "verification.py"
 
 

@@ -1,4 +1,4 @@
-# How a receiver verifies a webhook: docs/webhooks.md shows this function verbatim (a test
+# How a receiver verifies a webhook: README.md shows this function verbatim (a test
 # keeps the two identical), and the tests check real deliveries with it.
 import hashlib
 import hmac
