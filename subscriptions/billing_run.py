@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from django.db import transaction
@@ -78,7 +78,7 @@ def billing_run_start(
     return run
 
 
-def _enqueuer(run_id: int, chunk_id: int):  # type: ignore[no-untyped-def]
+def _enqueuer(run_id: int, chunk_id: int) -> Callable[[], None]:
     def enqueue() -> None:
         from subscriptions.tasks import billing_run_chunk
 
