@@ -15,7 +15,7 @@ from billing.models import Invoice
 from core.services import test_clock_set as set_clock
 from subscriptions.services.daily import due_families, family_process
 
-# Measured: see docs/workers.md. The bound keeps it from creeping up unnoticed.
+# Measured: see the README (Renewal throughput). The bound keeps it from creeping up unnoticed.
 MAX_QUERIES_PER_RENEWAL = 140
 
 
