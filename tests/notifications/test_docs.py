@@ -1,4 +1,4 @@
-"""docs/notices.md names every setting of the notices and every template they use."""
+"""The README names every setting of the notices and every template they use."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.conf import settings
 
 from subscriptions.notices import PRICE_CHANGE, RENEWAL, TRIAL_ENDING
 
-DOC = Path(settings.BASE_DIR) / "docs" / "notices.md"
+DOC = Path(settings.BASE_DIR) / "README.md"
 
 
 def test_the_doc_lists_the_settings_with_their_defaults() -> None:
