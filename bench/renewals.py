@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -133,11 +134,13 @@ class Worker:
         self.name = name
         self.log = log_dir / f"{name}.log"
         database = connection.settings_dict
+        # A unix-socket directory (the embedded PostgreSQL) travels percent-encoded in the host.
+        host = quote(str(database["HOST"] or ""), safe="")
         env = {
             **os.environ,
             "DATABASE_URL": (
-                f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST']}:"
-                f"{database['PORT'] or 5432}/{database['NAME']}"
+                f"postgres://{database['USER']}:{quote(database['PASSWORD'] or '', safe='')}"
+                f"@{host}:{database['PORT'] or 5432}/{database['NAME']}"
             ),
             "REDIS_URL": redis_url,
             "TEST_MODE": "true",
