@@ -38,7 +38,7 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 
 from billing.models import InvoiceLine
@@ -50,8 +50,11 @@ from core.money import format_amount
 from core.notifications.selectors import notification_dedupe_keys_taken
 from core.notifications.services import notification_send
 from core.periods import Interval
+from core.webhooks.events import EventType
+from core.webhooks.services import event_emit
 from subscriptions.models import ScheduledChange, Subscription
 from subscriptions.services import state, subscription_next_invoice_preview
+from subscriptions.webhook_payloads import subscription_payload
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +399,14 @@ def _send(notice: _Due) -> bool:
         customer_id=customer.pk,
         related=subscription,
     )
+    if sent is not None and notice.kind == TRIAL_ENDING:
+        # Announced once, with the notice: the claimed dedupe key above is the "once".
+        with transaction.atomic():
+            event_emit(
+                type=EventType.SUBSCRIPTION_TRIAL_WILL_END,
+                payload=subscription_payload(subscription),
+                customer_id=customer.pk,
+            )
     return sent is not None
 
 

@@ -19,6 +19,7 @@ from django.db import connection
 from catalog import services as catalog
 from core import clock as platform_clock
 from core.notifications.models import Notification
+from core.webhooks.models import OutboxEvent
 from subscriptions.models import Subscription
 from subscriptions.notices import notices_process_day, notices_send_today
 from subscriptions.services import (
@@ -433,12 +434,15 @@ def test_a_trial_ending_notice_goes_out_3_days_before_the_trial_ends(
     notification = Notification.objects.get()
     assert notification.kind == "trial_ending"
     assert notification.dedupe_key == f"trial_ending:{subscription.pk}:2026-01-29"
+    (announced,) = OutboxEvent.objects.filter(type="subscription.trial_will_end")
+    assert (announced.customer_id, announced.payload["id"]) == (customer.pk, subscription.pk)
 
     # The trial converts; a monthly plan has no renewal notice.
     advance_to(date(2026, 3, 1))
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.ACTIVE
     assert len(mail.outbox) == 1
+    assert OutboxEvent.objects.filter(type="subscription.trial_will_end").count() == 1
 
 
 @pytest.mark.parametrize(
