@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import generics, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +13,10 @@ from rest_framework.views import APIView
 
 from api.authentication import ApiClient
 from api.idempotency import idempotent_response
+from api.models import ApiKey
 from core.actors import Actor
+from core.errors import PermissionDeniedError
+from customers.models import Partner
 
 
 class IdempotentDispatchMixin:
@@ -72,3 +76,17 @@ class PlatformGenericAPIView(IdempotentDispatchMixin, generics.GenericAPIView):
 
 class PlatformViewSet(IdempotentDispatchMixin, viewsets.GenericViewSet):
     pass
+
+
+def partner_scope(request: Request) -> Partner | None:
+    """The partner a request is confined to; None for a key that sees every customer."""
+    key = request.auth
+    if not isinstance(key, ApiKey):
+        # Fail closed: without a key there is no way to know the scope.
+        raise PermissionDeniedError("An API key is required.", code="api_key_required")
+    return key.partner
+
+
+def id_parameter(what: str) -> OpenApiParameter:
+    """The `{id}` path parameter of a detail route, for the OpenAPI document."""
+    return OpenApiParameter("id", int, OpenApiParameter.PATH, description=f"{what} id.")

@@ -20,8 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
-from api.models import ApiKey
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.billing import (
     CreditNoteCreateSerializer,
@@ -57,9 +56,9 @@ from billing.services import (
     invoice_pay_now,
     invoice_void,
 )
-from core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from core.errors import NotFoundError, ValidationError
 from core.money import normalize_currency
-from customers.models import Customer, Partner
+from customers.models import Customer
 from customers.selectors import customer_get
 
 INVOICE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Invoice id.")
@@ -76,13 +75,6 @@ BALANCE_CURRENCY = OpenApiParameter(
 )
 RECENT_TRANSACTIONS = 20
 T = TypeVar("T")
-
-
-def _partner_scope(request: Request) -> Partner | None:
-    key = request.auth
-    if not isinstance(key, ApiKey):
-        raise PermissionDeniedError("An API key is required.", code="api_key_required")
-    return key.partner
 
 
 def _named(lookup: Callable[[], T], param: str) -> T:
@@ -161,7 +153,7 @@ class InvoiceViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         invoices = invoice_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             customer_id=filters.get("customer"),
             subscription_id=filters.get("subscription"),
             status=filters.get("status"),
@@ -171,7 +163,7 @@ class InvoiceViewSet(PlatformViewSet):
         return self.get_paginated_response(InvoiceSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         return Response(InvoiceSerializer(invoice).data)
 
     def create(self, request: Request) -> Response:
@@ -179,7 +171,7 @@ class InvoiceViewSet(PlatformViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         customer = _named(
-            lambda: customer_get(pk=data["customer"], partner=_partner_scope(request)), "customer"
+            lambda: customer_get(pk=data["customer"], partner=partner_scope(request)), "customer"
         )
         currency = data.get("currency") or customer.currency
         if not currency:
@@ -199,7 +191,7 @@ class InvoiceViewSet(PlatformViewSet):
         return _invoice_response(invoice, created=True)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         invoice_delete_draft(invoice=invoice, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -216,7 +208,7 @@ class InvoiceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def finalize(self, request: Request, pk: str) -> Response:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         return _invoice_response(invoice_finalize(invoice=invoice, actor=self.actor))
 
     @extend_schema(
@@ -230,7 +222,7 @@ class InvoiceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def void(self, request: Request, pk: str) -> Response:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         return _invoice_response(invoice_void(invoice=invoice, actor=self.actor))
 
     @extend_schema(
@@ -242,7 +234,7 @@ class InvoiceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def mark_uncollectible(self, request: Request, pk: str) -> Response:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         return _invoice_response(invoice_mark_uncollectible(invoice=invoice, actor=self.actor))
 
     @extend_schema(
@@ -261,7 +253,7 @@ class InvoiceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def pay(self, request: Request, pk: str) -> Response:
-        partner = _partner_scope(request)
+        partner = partner_scope(request)
         invoice = invoice_get(pk=pk, partner=partner)
         payload = InvoicePaySerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -283,7 +275,7 @@ class InvoiceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str) -> HttpResponse:
-        invoice = invoice_get(pk=pk, partner=_partner_scope(request))
+        invoice = invoice_get(pk=pk, partner=partner_scope(request))
         response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(invoice)}"'
         return response
@@ -328,7 +320,7 @@ class CreditNoteViewSet(PlatformViewSet):
         query = CreditNoteListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         notes = credit_note_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             invoice_id=query.validated_data.get("invoice"),
             customer_id=query.validated_data.get("customer"),
         )
@@ -336,7 +328,7 @@ class CreditNoteViewSet(PlatformViewSet):
         return self.get_paginated_response(CreditNoteSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        note = credit_note_get(pk=pk, partner=_partner_scope(request))
+        note = credit_note_get(pk=pk, partner=partner_scope(request))
         return Response(CreditNoteSerializer(note).data)
 
     def create(self, request: Request) -> Response:
@@ -344,7 +336,7 @@ class CreditNoteViewSet(PlatformViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         invoice = _named(
-            lambda: invoice_get(pk=data["invoice"], partner=_partner_scope(request)), "invoice"
+            lambda: invoice_get(pk=data["invoice"], partner=partner_scope(request)), "invoice"
         )
         lines = None
         if "lines" in data:
@@ -390,7 +382,7 @@ class CustomerBalanceViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["get"], url_path="balance")
     def balance(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(pk=customer_id, partner=_partner_scope(request))
+        customer = customer_get(pk=customer_id, partner=partner_scope(request))
         currency = request.query_params.get("currency") or customer_balance_currency(
             customer=customer
         )
@@ -407,7 +399,7 @@ class CustomerBalanceViewSet(PlatformViewSet):
     )
     @balance.mapping.post
     def balance_adjust(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(pk=customer_id, partner=_partner_scope(request))
+        customer = customer_get(pk=customer_id, partner=partner_scope(request))
         payload = CustomerBalanceAdjustSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data

@@ -15,8 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
-from api.models import ApiKey
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.customers import (
     CustomerListQuerySerializer,
@@ -25,8 +24,6 @@ from api.serializers.customers import (
     InteractionCreateSerializer,
     InteractionSerializer,
 )
-from core.errors import PermissionDeniedError
-from customers.models import Partner
 from customers.selectors import customer_get, customer_list, interactions_for
 from customers.services import customer_create, customer_update, interaction_record
 
@@ -34,15 +31,6 @@ CUSTOMER_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Cu
 CUSTOMER_ID_NESTED = OpenApiParameter(
     "customer_id", int, OpenApiParameter.PATH, description="Customer id."
 )
-
-
-def _partner_scope(request: Request) -> Partner | None:
-    """The partner a request is confined to; None for a key that sees every customer."""
-    key = request.auth
-    if not isinstance(key, ApiKey):
-        # Fail closed: without a key there is no way to know the scope.
-        raise PermissionDeniedError("An API key is required.", code="api_key_required")
-    return key.partner
 
 
 @extend_schema_view(
@@ -83,24 +71,24 @@ class CustomerViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         customers = customer_list(
-            partner=_partner_scope(request), partner_code=filters.pop("partner", None), **filters
+            partner=partner_scope(request), partner_code=filters.pop("partner", None), **filters
         )
         page = self.paginate_queryset(customers)
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 
     def create(self, request: Request) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         payload = CustomerWriteSerializer(data=request.data, context={"partner_scope": scope})
         payload.is_valid(raise_exception=True)
         customer = customer_create(**payload.validated_data, actor=self.actor, partner_scope=scope)
         return Response(CustomerSerializer(customer).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        customer = customer_get(pk=pk, partner=_partner_scope(request))
+        customer = customer_get(pk=pk, partner=partner_scope(request))
         return Response(CustomerSerializer(customer).data)
 
     def partial_update(self, request: Request, pk: str) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         customer = customer_get(pk=pk, partner=scope)
         payload = CustomerWriteSerializer(
             data=request.data, partial=True, context={"partner_scope": scope}
@@ -139,12 +127,12 @@ class CustomerInteractionViewSet(PlatformViewSet):
     pagination_class = InteractionCursorPagination
 
     def list(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(pk=customer_id, partner=_partner_scope(request))
+        customer = customer_get(pk=customer_id, partner=partner_scope(request))
         page = self.paginate_queryset(interactions_for(customer=customer))
         return self.get_paginated_response(InteractionSerializer(page, many=True).data)
 
     def create(self, request: Request, customer_id: str) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         customer = customer_get(pk=customer_id, partner=scope)
         payload = InteractionCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

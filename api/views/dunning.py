@@ -10,22 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
-from api.models import ApiKey
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.dunning import DunningCaseListQuerySerializer, DunningCaseSerializer
-from core.errors import PermissionDeniedError
-from customers.models import Partner
 from subscriptions.selectors import dunning_case_get, dunning_case_list
 
 DUNNING_CASE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Case id.")
-
-
-def _partner_scope(request: Request) -> Partner | None:
-    key = request.auth
-    if not isinstance(key, ApiKey):
-        raise PermissionDeniedError("An API key is required.", code="api_key_required")
-    return key.partner
 
 
 @extend_schema_view(
@@ -54,7 +44,7 @@ class DunningCaseViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         cases = dunning_case_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             customer_id=filters.get("customer"),
             status=filters.get("status"),
             stage=filters.get("stage"),
@@ -63,7 +53,7 @@ class DunningCaseViewSet(PlatformViewSet):
         return self.get_paginated_response(DunningCaseSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        case = dunning_case_get(pk=pk, partner=_partner_scope(request))
+        case = dunning_case_get(pk=pk, partner=partner_scope(request))
         return Response(DunningCaseSerializer(case).data)
 
 

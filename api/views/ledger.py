@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
+from api.base import PlatformViewSet, id_parameter
 from api.pagination import IdCursorPagination
 from api.serializers.ledger import (
     AccountListQuerySerializer,
@@ -37,10 +37,6 @@ from core import clock
 from core.errors import NotFoundError
 
 
-def _id_parameter(what: str) -> OpenApiParameter:
-    return OpenApiParameter("id", int, OpenApiParameter.PATH, description=f"{what} id.")
-
-
 @extend_schema_view(
     list=extend_schema(
         operation_id="ledger_accounts_list",
@@ -53,7 +49,7 @@ def _id_parameter(what: str) -> OpenApiParameter:
     retrieve=extend_schema(
         operation_id="ledger_accounts_retrieve",
         summary="Retrieve a ledger account",
-        parameters=[_id_parameter("Account")],
+        parameters=[id_parameter("Account")],
         responses=AccountSerializer,
     ),
 )
@@ -88,7 +84,7 @@ class AccountViewSet(PlatformViewSet):
     retrieve=extend_schema(
         operation_id="ledger_entries_retrieve",
         summary="Retrieve a journal entry",
-        parameters=[_id_parameter("Journal entry")],
+        parameters=[id_parameter("Journal entry")],
         responses=JournalEntrySerializer,
     ),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
+from api.base import PlatformViewSet, id_parameter, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.payments import (
     OfflinePaymentSerializer,
@@ -35,7 +35,7 @@ from api.serializers.payments import (
     RefundSerializer,
     StripeWebhookResultSerializer,
 )
-from api.views.billing import _named, _partner_scope
+from api.views.billing import _named
 from billing.selectors import (
     invoice_get,
     payment_attempt_get,
@@ -58,11 +58,6 @@ from billing.services import (
 )
 from customers.selectors import customer_get
 
-
-def _id_parameter(what: str) -> OpenApiParameter:
-    return OpenApiParameter("id", int, OpenApiParameter.PATH, description=f"{what} id.")
-
-
 # --- payment methods ----------------------------------------------------------------------------
 
 
@@ -77,7 +72,7 @@ def _id_parameter(what: str) -> OpenApiParameter:
     retrieve=extend_schema(
         operation_id="payment_methods_retrieve",
         summary="Retrieve a payment method",
-        parameters=[_id_parameter("Payment method")],
+        parameters=[id_parameter("Payment method")],
         responses=PaymentMethodSerializer,
     ),
     create=extend_schema(
@@ -104,7 +99,7 @@ class PaymentMethodViewSet(PlatformViewSet):
         query = PaymentMethodListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         methods = payment_method_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             customer_id=query.validated_data.get("customer"),
             include_detached=query.validated_data["include_detached"],
         )
@@ -112,7 +107,7 @@ class PaymentMethodViewSet(PlatformViewSet):
         return self.get_paginated_response(PaymentMethodSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        method = payment_method_get(pk=pk, partner=_partner_scope(request))
+        method = payment_method_get(pk=pk, partner=partner_scope(request))
         return Response(PaymentMethodSerializer(method).data)
 
     def create(self, request: Request) -> Response:
@@ -120,7 +115,7 @@ class PaymentMethodViewSet(PlatformViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         customer = _named(
-            lambda: customer_get(pk=data["customer"], partner=_partner_scope(request)), "customer"
+            lambda: customer_get(pk=data["customer"], partner=partner_scope(request)), "customer"
         )
         method = payment_method_attach(
             customer=customer,
@@ -136,13 +131,13 @@ class PaymentMethodViewSet(PlatformViewSet):
     @extend_schema(
         operation_id="payment_methods_set_default",
         summary="Make a payment method the customer's default",
-        parameters=[_id_parameter("Payment method")],
+        parameters=[id_parameter("Payment method")],
         request=None,
         responses=PaymentMethodSerializer,
     )
     @action(detail=True, methods=["post"])
     def set_default(self, request: Request, pk: str) -> Response:
-        method = payment_method_get(pk=pk, partner=_partner_scope(request))
+        method = payment_method_get(pk=pk, partner=partner_scope(request))
         method = payment_method_set_default(payment_method=method, actor=self.actor)
         return Response(PaymentMethodSerializer(method).data)
 
@@ -150,13 +145,13 @@ class PaymentMethodViewSet(PlatformViewSet):
         operation_id="payment_methods_detach",
         summary="Detach a payment method",
         description="It is never charged again; a detached default leaves none.",
-        parameters=[_id_parameter("Payment method")],
+        parameters=[id_parameter("Payment method")],
         request=None,
         responses=PaymentMethodSerializer,
     )
     @action(detail=True, methods=["post"])
     def detach(self, request: Request, pk: str) -> Response:
-        method = payment_method_get(pk=pk, partner=_partner_scope(request))
+        method = payment_method_get(pk=pk, partner=partner_scope(request))
         method = payment_method_detach(payment_method=method, actor=self.actor)
         return Response(PaymentMethodSerializer(method).data)
 
@@ -174,7 +169,7 @@ class PaymentMethodViewSet(PlatformViewSet):
     retrieve=extend_schema(
         operation_id="payment_attempts_retrieve",
         summary="Retrieve a payment attempt",
-        parameters=[_id_parameter("Payment attempt")],
+        parameters=[id_parameter("Payment attempt")],
         responses=PaymentAttemptSerializer,
     ),
 )
@@ -189,7 +184,7 @@ class PaymentAttemptViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         attempts = payment_attempt_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             invoice_id=filters.get("invoice"),
             customer_id=filters.get("customer"),
             status=filters.get("status"),
@@ -198,7 +193,7 @@ class PaymentAttemptViewSet(PlatformViewSet):
         return self.get_paginated_response(PaymentAttemptSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        attempt = payment_attempt_get(pk=pk, partner=_partner_scope(request))
+        attempt = payment_attempt_get(pk=pk, partner=partner_scope(request))
         return Response(PaymentAttemptSerializer(attempt).data)
 
     @extend_schema(
@@ -208,13 +203,13 @@ class PaymentAttemptViewSet(PlatformViewSet):
             "Asks the gateway what became of the attempt's idempotency key; if the gateway "
             "never saw it, sends it again with the same key. Never charges twice."
         ),
-        parameters=[_id_parameter("Payment attempt")],
+        parameters=[id_parameter("Payment attempt")],
         request=None,
         responses=PaymentAttemptSerializer,
     )
     @action(detail=True, methods=["post"])
     def reconcile(self, request: Request, pk: str) -> Response:
-        attempt = payment_attempt_get(pk=pk, partner=_partner_scope(request))
+        attempt = payment_attempt_get(pk=pk, partner=partner_scope(request))
         attempt = payment_attempt_reconcile(attempt=attempt, actor=self.actor)
         return Response(PaymentAttemptSerializer(attempt).data)
 
@@ -232,7 +227,7 @@ class PaymentAttemptViewSet(PlatformViewSet):
     retrieve=extend_schema(
         operation_id="payments_retrieve",
         summary="Retrieve a payment",
-        parameters=[_id_parameter("Payment")],
+        parameters=[id_parameter("Payment")],
         responses=PaymentSerializer,
     ),
 )
@@ -247,7 +242,7 @@ class PaymentViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         payments = payment_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             customer_id=filters.get("customer"),
             invoice_id=filters.get("invoice"),
             status=filters.get("status"),
@@ -256,7 +251,7 @@ class PaymentViewSet(PlatformViewSet):
         return self.get_paginated_response(PaymentSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        payment = payment_get(pk=pk, partner=_partner_scope(request))
+        payment = payment_get(pk=pk, partner=partner_scope(request))
         return Response(PaymentSerializer(payment).data)
 
     @extend_schema(
@@ -273,7 +268,7 @@ class PaymentViewSet(PlatformViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         invoice = _named(
-            lambda: invoice_get(pk=data["invoice"], partner=_partner_scope(request)), "invoice"
+            lambda: invoice_get(pk=data["invoice"], partner=partner_scope(request)), "invoice"
         )
         payment = payment_record_offline(
             invoice=invoice,
@@ -299,7 +294,7 @@ class PaymentViewSet(PlatformViewSet):
     retrieve=extend_schema(
         operation_id="refunds_retrieve",
         summary="Retrieve a refund",
-        parameters=[_id_parameter("Refund")],
+        parameters=[id_parameter("Refund")],
         responses=RefundSerializer,
     ),
     create=extend_schema(
@@ -324,7 +319,7 @@ class RefundViewSet(PlatformViewSet):
         query = RefundListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         refunds = refund_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             payment_id=query.validated_data.get("payment"),
             customer_id=query.validated_data.get("customer"),
         )
@@ -332,14 +327,14 @@ class RefundViewSet(PlatformViewSet):
         return self.get_paginated_response(RefundSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(RefundSerializer(refund_get(pk=pk, partner=_partner_scope(request))).data)
+        return Response(RefundSerializer(refund_get(pk=pk, partner=partner_scope(request))).data)
 
     def create(self, request: Request) -> Response:
         payload = RefundCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         payment = _named(
-            lambda: payment_get(pk=data["payment"], partner=_partner_scope(request)), "payment"
+            lambda: payment_get(pk=data["payment"], partner=partner_scope(request)), "payment"
         )
         refund = refund_create(
             payment=payment,

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.billing import InvoiceSerializer
 from api.serializers.subscriptions import (
@@ -40,7 +40,6 @@ from api.serializers.subscriptions import (
     UndoChangeSerializer,
     UpcomingInvoiceSerializer,
 )
-from api.views.customers import _partner_scope
 from billing.selectors import invoice_get
 from billing.services import InvoicePreview
 from customers.selectors import customer_get
@@ -166,13 +165,13 @@ class SubscriptionViewSet(PlatformViewSet):
         query = SubscriptionListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         subscriptions = subscription_list(
-            partner=_partner_scope(request), **query.validated_data
+            partner=partner_scope(request), **query.validated_data
         ).prefetch_related("discounts__coupon", "discounts__promotion_code")
         page = self.paginate_queryset(subscriptions)
         return self.get_paginated_response(SubscriptionSerializer(page, many=True).data)
 
     def create(self, request: Request) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         payload = SubscriptionCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
@@ -183,11 +182,11 @@ class SubscriptionViewSet(PlatformViewSet):
         return _result(subscription_create(**data, actor=self.actor), created=True)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        subscription = subscription_get(pk=pk, partner=_partner_scope(request))
+        subscription = subscription_get(pk=pk, partner=partner_scope(request))
         return Response(SubscriptionSerializer(subscription).data)
 
     def _subscription(self, pk: str) -> Any:
-        return subscription_get(pk=pk, partner=_partner_scope(self.request))
+        return subscription_get(pk=pk, partner=partner_scope(self.request))
 
     @extend_schema(
         summary="Change the plan",
@@ -373,7 +372,7 @@ class CustomerSubscriptionViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request, customer_id: str) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         customer = customer_get(pk=customer_id, partner=scope)
         page = self.paginate_queryset(subscription_list(partner=scope, customer=customer))
         return self.get_paginated_response(SubscriptionSerializer(page, many=True).data)

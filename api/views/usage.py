@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.usage import (
     CustomerEntitlementsSerializer,
@@ -25,7 +25,6 @@ from api.serializers.usage import (
     UsageSummaryQuerySerializer,
     UsageSummarySerializer,
 )
-from api.views.customers import _partner_scope
 from core import clock
 from core.errors import NotFoundError
 from customers.models import Customer, Partner
@@ -83,7 +82,7 @@ class UsageEventViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         events = usage_event_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             customer_id=filters.get("customer"),
             customer_external_id=filters.get("customer_external_id"),
             meter_code=filters.get("meter"),
@@ -95,7 +94,7 @@ class UsageEventViewSet(PlatformViewSet):
         return self.get_paginated_response(UsageEventSerializer(page, many=True).data)
 
     def create(self, request: Request) -> Response:
-        scope = _partner_scope(request)
+        scope = partner_scope(request)
         payload = UsageEventCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -143,7 +142,7 @@ class UsageSummaryViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         subscription = usage_subscription_get(
-            pk=filters["subscription"], partner=_partner_scope(request)
+            pk=filters["subscription"], partner=partner_scope(request)
         )
         summary = usage_summary(
             subscription=subscription,
@@ -174,7 +173,7 @@ class CustomerEntitlementViewSet(PlatformViewSet):
     pagination_class = None
 
     def list(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(pk=customer_id, partner=_partner_scope(request))
+        customer = customer_get(pk=customer_id, partner=partner_scope(request))
         today = clock.today()
         body = {
             "customer": customer.pk,

@@ -18,8 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
-from api.models import ApiKey
+from api.base import PlatformViewSet, partner_scope
 from api.pagination import IdCursorPagination
 from api.serializers.webhooks import (
     EventDetailSerializer,
@@ -36,7 +35,6 @@ from api.serializers.webhooks import (
     WebhookEndpointUpdateSerializer,
     WebhookEndpointWithSecretSerializer,
 )
-from core.errors import PermissionDeniedError
 from core.webhooks.selectors import (
     event_get,
     event_list,
@@ -54,22 +52,14 @@ from core.webhooks.services import (
     webhook_endpoint_update,
     webhook_resend,
 )
-from customers.models import Partner
 
 ENDPOINT_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Endpoint id.")
 DELIVERY_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Delivery id.")
 EVENT_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Event id (evt_...).")
 
 
-def _partner_scope(request: Request) -> Partner | None:
-    key = request.auth
-    if not isinstance(key, ApiKey):
-        raise PermissionDeniedError("An API key is required.", code="api_key_required")
-    return key.partner
-
-
 def _delivery_response(delivery_pk: int | str, request: Request, *, code: int) -> Response:
-    delivery = webhook_delivery_get(pk=delivery_pk, partner=_partner_scope(request))
+    delivery = webhook_delivery_get(pk=delivery_pk, partner=partner_scope(request))
     return Response(WebhookDeliveryDetailSerializer(delivery).data, status=code)
 
 
@@ -123,7 +113,7 @@ class WebhookEndpointViewSet(PlatformViewSet):
         query = WebhookEndpointListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         endpoints = webhook_endpoint_list(
-            partner=_partner_scope(request), status=query.validated_data.get("status")
+            partner=partner_scope(request), status=query.validated_data.get("status")
         )
         page = self.paginate_queryset(endpoints)
         return self.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
@@ -137,11 +127,11 @@ class WebhookEndpointViewSet(PlatformViewSet):
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         return Response(WebhookEndpointSerializer(endpoint).data)
 
     def partial_update(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         payload = WebhookEndpointUpdateSerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_update(
@@ -162,7 +152,7 @@ class WebhookEndpointViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         payload = WebhookEndpointDisableSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_disable(
@@ -180,7 +170,7 @@ class WebhookEndpointViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         endpoint = webhook_endpoint_enable(endpoint=endpoint, actor=self.actor)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
@@ -198,7 +188,7 @@ class WebhookEndpointViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def roll_secret(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         payload = WebhookEndpointRollSecretSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_roll_secret(
@@ -221,7 +211,7 @@ class WebhookEndpointViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"], url_path="test")
     def ping(self, request: Request, pk: str) -> Response:
-        endpoint = webhook_endpoint_get(pk=pk, partner=_partner_scope(request))
+        endpoint = webhook_endpoint_get(pk=pk, partner=partner_scope(request))
         delivery = webhook_endpoint_ping(endpoint=endpoint, actor=self.actor)
         return _delivery_response(delivery.pk, request, code=status.HTTP_201_CREATED)
 
@@ -252,7 +242,7 @@ class EventViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         events = event_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             type=filters.get("type"),
             customer_id=filters.get("customer"),
             created_after=filters.get("created_after"),
@@ -262,7 +252,7 @@ class EventViewSet(PlatformViewSet):
         return self.get_paginated_response(EventSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        event = event_get(public_id=pk, partner=_partner_scope(request))
+        event = event_get(public_id=pk, partner=partner_scope(request))
         return Response(EventDetailSerializer(event).data)
 
 
@@ -294,7 +284,7 @@ class WebhookDeliveryViewSet(PlatformViewSet):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         deliveries = webhook_delivery_list(
-            partner=_partner_scope(request),
+            partner=partner_scope(request),
             endpoint_id=filters.get("endpoint"),
             status=filters.get("status"),
             event_public_id=filters.get("event"),
@@ -319,7 +309,7 @@ class WebhookDeliveryViewSet(PlatformViewSet):
     )
     @action(detail=True, methods=["post"])
     def resend(self, request: Request, pk: str) -> Response:
-        delivery = webhook_delivery_get(pk=pk, partner=_partner_scope(request))
+        delivery = webhook_delivery_get(pk=pk, partner=partner_scope(request))
         webhook_resend(delivery=delivery, actor=self.actor)
         return _delivery_response(delivery.pk, request, code=status.HTTP_200_OK)
 

@@ -151,6 +151,7 @@ def notifications_send_due_daily(day: date) -> dict[str, int]:
 
 
 def _lease_end() -> datetime:
+    # Leases measure real elapsed time (a dead sender), which a frozen test clock would not.
     return timezone.now() + timedelta(seconds=settings.NOTIFICATION_SEND_LEASE_SECONDS)
 
 

@@ -289,6 +289,7 @@ def webhook_endpoint_ping(*, endpoint: WebhookEndpoint, actor: Actor) -> Webhook
             event=event,
             endpoint=locked,
             next_attempt_at=now,
+            # Wall clock: a lost task is noticed by real elapsed time, even under a test clock.
             dispatched_at=timezone.now(),
             created_at=now,
             updated_at=now,
