@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from billing.ledger.models import AccountCode, JournalEntry
-from billing.ledger.services import Posting, ledger_post
+from billing.ledger.services import EntrySpec, Posting, ledger_post, ledger_post_batch
 from core.errors import ValidationError
 from core.money import parse_decimal
 
@@ -49,6 +50,10 @@ def _amount(value: Decimal | int | str, param: str) -> Decimal:
     return amount
 
 
+def _post(entry: EntrySpec) -> JournalEntry:
+    return ledger_post_batch(entries=[entry])[0]
+
+
 def _lines(*candidates: tuple[str, str, str, Decimal, str]) -> list[Posting]:
     """Postings for the non-zero amounts among (side, code, currency, amount, party)."""
     return [
@@ -58,7 +63,7 @@ def _lines(*candidates: tuple[str, str, str, Decimal, str]) -> list[Posting]:
     ]
 
 
-def post_invoice_finalized(
+def invoice_finalized_entry(
     *,
     key: str,
     currency: str,
@@ -69,11 +74,12 @@ def post_invoice_finalized(
     revenue: Decimal = ZERO,
     source_id: str | int,
     party: str = "",
-) -> JournalEntry:
+) -> EntrySpec:
     """Dr accounts_receivable = Cr deferred_revenue + Cr subscription_revenue + Cr tax_payable.
 
     `deferred` is what recognition schedules will recognize (lines with a service period, net
-    of discount), `revenue` what is earned at once (lines without one), `tax` the tax.
+    of discount), `revenue` what is earned at once (lines without one), `tax` the tax. The
+    entry to post, alone (`post_invoice_finalized`) or in a batch (`ledger_post_batch`).
     """
     receivable, deferred = _amount(receivable, "receivable"), _amount(deferred, "deferred")
     tax, revenue = _amount(tax, "tax"), _amount(revenue, "revenue")
@@ -84,11 +90,11 @@ def post_invoice_finalized(
             code="ledger_unbalanced",
             param="receivable",
         )
-    return ledger_post(
+    return EntrySpec(
         idempotency_key=key,
         effective_date=effective_date,
         source_type="invoice",
-        source_id=source_id,
+        source_id=str(source_id),
         description="Invoice finalized",
         lines=_lines(
             ("debit", A.ACCOUNTS_RECEIVABLE, currency, receivable, party),
@@ -97,6 +103,11 @@ def post_invoice_finalized(
             ("credit", A.TAX_PAYABLE, currency, tax, ""),
         ),
     )
+
+
+def post_invoice_finalized(**terms: Any) -> JournalEntry:
+    """Post `invoice_finalized_entry(**terms)`."""
+    return _post(invoice_finalized_entry(**terms))
 
 
 def post_credit_applied(
@@ -147,7 +158,7 @@ def post_credit_granted(
     )
 
 
-def post_payment(
+def payment_entry(
     *,
     key: str,
     currency: str,
@@ -156,16 +167,16 @@ def post_payment(
     source_id: str | int,
     party: str = "",
     unapplied: Decimal = ZERO,
-) -> JournalEntry:
+) -> EntrySpec:
     """Money received: Dr cash / Cr receivable, and Cr customer_credit for `unapplied` excess."""
     amount, unapplied = _amount(amount, "amount"), _amount(unapplied, "unapplied")
     if unapplied > amount:
         raise ValidationError("The unapplied part cannot exceed the payment.", param="unapplied")
-    return ledger_post(
+    return EntrySpec(
         idempotency_key=key,
         effective_date=effective_date,
         source_type="payment",
-        source_id=source_id,
+        source_id=str(source_id),
         description="Payment received",
         lines=_lines(
             ("debit", A.CASH, currency, amount, ""),
@@ -173,6 +184,11 @@ def post_payment(
             ("credit", A.CUSTOMER_CREDIT, currency, unapplied, party),
         ),
     )
+
+
+def post_payment(**terms: Any) -> JournalEntry:
+    """Post `payment_entry(**terms)`."""
+    return _post(payment_entry(**terms))
 
 
 def post_refund(
@@ -208,7 +224,7 @@ def post_refund(
     )
 
 
-def post_credit_note(
+def credit_note_entry(
     *,
     key: str,
     currency: str,
@@ -218,7 +234,7 @@ def post_credit_note(
     tax: Decimal = ZERO,
     source_id: str | int,
     party: str = "",
-) -> JournalEntry:
+) -> EntrySpec:
     """Credit of invoiced amounts that have no recognition schedule (earned at once).
 
     Dr refunds_and_credits (net) + Dr tax_payable (tax) / Cr the counterparty:
@@ -230,11 +246,11 @@ def post_credit_note(
             param="counterparty",
         )
     contra_revenue, tax = _amount(contra_revenue, "contra_revenue"), _amount(tax, "tax")
-    return ledger_post(
+    return EntrySpec(
         idempotency_key=key,
         effective_date=effective_date,
         source_type="credit_note",
-        source_id=source_id,
+        source_id=str(source_id),
         description="Credit note",
         lines=_lines(
             ("debit", A.REFUNDS_AND_CREDITS, currency, contra_revenue, ""),
@@ -248,6 +264,11 @@ def post_credit_note(
             ),
         ),
     )
+
+
+def post_credit_note(**terms: Any) -> JournalEntry:
+    """Post `credit_note_entry(**terms)`."""
+    return _post(credit_note_entry(**terms))
 
 
 def post_write_off(

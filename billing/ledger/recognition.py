@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -85,66 +87,93 @@ def _elapsed(schedule: RecognitionSchedule, through: date) -> int:
     return min(_days(schedule), max(0, (through - schedule.service_start).days + 1))
 
 
-def recognition_schedule_create(
-    *,
-    source_id: str | int,
-    currency: str,
-    amount: Decimal,
-    service_start: date,
-    service_end: date,
-    source_type: str = "invoice_line",
-    revenue_account: str = AccountCode.SUBSCRIPTION_REVENUE,
-) -> RecognitionSchedule:
-    """Schedule `amount` (net of tax and discount) for recognition over [start, end).
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """The terms of one schedule: `amount` (net of tax and discount) over [start, end)."""
 
-    Posts nothing: the amount reaches deferred revenue with the invoice's entry. Idempotent on
-    the source: the same source with the same terms returns the existing schedule, with other
-    terms is a ConflictError.
+    source_id: str | int
+    currency: str
+    amount: Decimal
+    service_start: date
+    service_end: date
+    source_type: str = "invoice_line"
+    revenue_account: str = AccountCode.SUBSCRIPTION_REVENUE
+
+
+def recognition_schedule_create(**terms: Any) -> RecognitionSchedule:
+    """Schedule one source: `recognition_schedules_create` of `ScheduleSpec(**terms)`."""
+    return recognition_schedules_create(specs=[ScheduleSpec(**terms)])[0]
+
+
+def recognition_schedules_create(*, specs: Sequence[ScheduleSpec]) -> list[RecognitionSchedule]:
+    """Schedule each source's amount for recognition over its service period, in one insert.
+
+    Posts nothing: the amounts reach deferred revenue with the invoices' entries. Idempotent on
+    the source: a source already scheduled with the same terms keeps its schedule (returned),
+    with other terms is a ConflictError. Returned in the order given.
     """
-    currency = normalize_currency(currency)
-    amount = parse_decimal(amount)
+    rows = [_schedule_row(spec) for spec in specs]
+    if not rows:
+        return []
+    now = clock.now()
+    for row in rows:
+        row.recognized_through = row.service_start - ONE_DAY
+        row.created_at = row.updated_at = now
+    keys = [(row.source_type, row.source_id) for row in rows]
+    with transaction.atomic():
+        # A concurrent twin of a source waits on the unique index, then finds it below.
+        RecognitionSchedule.objects.bulk_create(rows, ignore_conflicts=True)
+        stored = {
+            (schedule.source_type, schedule.source_id): schedule
+            for schedule in RecognitionSchedule.objects.filter(
+                source_type__in={key[0] for key in keys},
+                source_id__in=[key[1] for key in keys],
+            )
+        }
+    result = []
+    for row, key in zip(rows, keys, strict=True):
+        schedule = stored[key]
+        if any(getattr(schedule, name) != getattr(row, name) for name in _TERMS):
+            raise ConflictError(
+                f"{key[0]} {key[1]} already has a recognition schedule with other terms.",
+                code="ledger_schedule_exists",
+                param="source_id",
+            )
+        result.append(schedule)
+    return result
+
+
+_TERMS = ("currency", "amount", "service_start", "service_end", "revenue_account")
+
+
+def _schedule_row(spec: ScheduleSpec) -> RecognitionSchedule:
+    currency = normalize_currency(spec.currency)
+    amount = parse_decimal(spec.amount)
     if amount <= 0 or not is_rounded(amount, currency):
         raise ValidationError(
             f"A schedule's amount is positive, in whole {currency} minor units.",
             code="invalid_amount",
             param="amount",
         )
-    if service_end <= service_start:
+    if spec.service_end <= spec.service_start:
         raise ValidationError(
             "The service period ends after it starts.", code="invalid_period", param="service_end"
         )
-    if revenue_account not in REVENUE_CODES:
+    if spec.revenue_account not in REVENUE_CODES:
         raise ValidationError(
-            f"{revenue_account!r} is not a revenue account.",
+            f"{spec.revenue_account!r} is not a revenue account.",
             code="ledger_unknown_account",
             param="revenue_account",
         )
-    now = clock.now()
-    terms = {
-        "currency": currency,
-        "amount": amount.quantize(quantum(currency)),
-        "service_start": service_start,
-        "service_end": service_end,
-        "revenue_account": revenue_account,
-    }
-    with transaction.atomic():
-        schedule, created = RecognitionSchedule.objects.get_or_create(
-            source_type=source_type,
-            source_id=str(source_id),
-            defaults={
-                **terms,
-                "recognized_through": service_start - ONE_DAY,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    if not created and any(getattr(schedule, name) != value for name, value in terms.items()):
-        raise ConflictError(
-            f"{source_type} {source_id} already has a recognition schedule with other terms.",
-            code="ledger_schedule_exists",
-            param="source_id",
-        )
-    return schedule
+    return RecognitionSchedule(
+        source_type=spec.source_type,
+        source_id=str(spec.source_id),
+        currency=currency,
+        amount=amount.quantize(quantum(currency)),
+        service_start=spec.service_start,
+        service_end=spec.service_end,
+        revenue_account=spec.revenue_account,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ the reconciliation compares with the invoices and balances.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -32,18 +32,23 @@ from decimal import Decimal
 from billing.ledger.models import AccountCode as A
 from billing.ledger.models import RecognitionReduction
 from billing.ledger.postings import (
+    credit_note_entry,
+    invoice_finalized_entry,
+    payment_entry,
     post_credit_applied,
     post_credit_granted,
     post_credit_note,
     post_dispute,
-    post_invoice_finalized,
-    post_payment,
     post_refund,
     post_write_off,
 )
-from billing.ledger.recognition import recognition_reduce, recognition_schedule_create
+from billing.ledger.recognition import (
+    ScheduleSpec,
+    recognition_reduce,
+    recognition_schedules_create,
+)
 from billing.ledger.selectors import recognition_schedule_for_source
-from billing.ledger.services import Posting, ledger_post
+from billing.ledger.services import EntrySpec, Posting, ledger_post, ledger_post_batch
 from billing.models import (
     CreditNote,
     CustomerBalanceTransaction,
@@ -94,49 +99,73 @@ def _transfer(
 
 def book_invoice_finalized(*, invoice: Invoice) -> None:
     lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("position", "id"))
-    who = party(invoice.customer_id)
-    assert invoice.issued_on is not None  # noqa: S101 - finalized invoices have one
-    charges = [line for line in lines if line.total > 0]
-    scheduled = [line for line in charges if line.period_start is not None]
-    receivable = sum((line.total for line in charges), ZERO)
-    if receivable:
-        post_invoice_finalized(
-            key=f"invoice:{invoice.pk}:finalized",
-            currency=invoice.currency,
-            effective_date=invoice.issued_on,
-            receivable=receivable,
-            deferred=sum((_net(line.total, line.tax_amount) for line in scheduled), ZERO),
-            revenue=sum(
-                (_net(line.total, line.tax_amount) for line in charges if line not in scheduled),
-                ZERO,
-            ),
-            tax=sum((line.tax_amount for line in charges), ZERO),
-            source_id=invoice.pk,
-            party=who,
-        )
-    for line in scheduled:
-        net = _net(line.total, line.tax_amount)
-        if net > 0 and line.period_start is not None and line.period_end is not None:
-            recognition_schedule_create(
-                source_id=line.pk,
-                source_type=INVOICE_LINE,
-                currency=invoice.currency,
-                amount=net,
-                service_start=line.period_start,
-                service_end=line.period_end,
+    book_invoices_finalized(invoices=[(invoice, lines)])
+
+
+def book_invoices_finalized(*, invoices: Sequence[tuple[Invoice, Sequence[InvoiceLine]]]) -> None:
+    """Book finalized invoices (each with its lines in position order) in one ledger batch:
+    the receivable, deferred revenue and tax of the charges, a recognition schedule per line
+    with a service period, the credit lines against receivable."""
+    entries: list[EntrySpec] = []
+    schedules: list[ScheduleSpec] = []
+    for invoice, lines in invoices:
+        who = party(invoice.customer_id)
+        assert invoice.issued_on is not None  # noqa: S101 - finalized invoices have one
+        charges = [line for line in lines if line.total > 0]
+        scheduled = [line for line in charges if line.period_start is not None]
+        receivable = sum((line.total for line in charges), ZERO)
+        if receivable:
+            entries.append(
+                invoice_finalized_entry(
+                    key=f"invoice:{invoice.pk}:finalized",
+                    currency=invoice.currency,
+                    effective_date=invoice.issued_on,
+                    receivable=receivable,
+                    deferred=sum((_net(line.total, line.tax_amount) for line in scheduled), ZERO),
+                    revenue=sum(
+                        (
+                            _net(line.total, line.tax_amount)
+                            for line in charges
+                            if line not in scheduled
+                        ),
+                        ZERO,
+                    ),
+                    tax=sum((line.tax_amount for line in charges), ZERO),
+                    source_id=invoice.pk,
+                    party=who,
+                )
             )
-    credits = [line for line in lines if line.total < 0]
-    if credits:
-        post_credit_note(
-            key=f"invoice:{invoice.pk}:credit_lines",
-            currency=invoice.currency,
-            effective_date=invoice.issued_on,
-            counterparty=A.ACCOUNTS_RECEIVABLE,
-            contra_revenue=-sum((_net(line.total, line.tax_amount) for line in credits), ZERO),
-            tax=-sum((line.tax_amount for line in credits), ZERO),
-            source_id=invoice.pk,
-            party=who,
-        )
+        for line in scheduled:
+            net = _net(line.total, line.tax_amount)
+            if net > 0 and line.period_start is not None and line.period_end is not None:
+                schedules.append(
+                    ScheduleSpec(
+                        source_id=line.pk,
+                        source_type=INVOICE_LINE,
+                        currency=invoice.currency,
+                        amount=net,
+                        service_start=line.period_start,
+                        service_end=line.period_end,
+                    )
+                )
+        credits = [line for line in lines if line.total < 0]
+        if credits:
+            entries.append(
+                credit_note_entry(
+                    key=f"invoice:{invoice.pk}:credit_lines",
+                    currency=invoice.currency,
+                    effective_date=invoice.issued_on,
+                    counterparty=A.ACCOUNTS_RECEIVABLE,
+                    contra_revenue=-sum(
+                        (_net(line.total, line.tax_amount) for line in credits), ZERO
+                    ),
+                    tax=-sum((line.tax_amount for line in credits), ZERO),
+                    source_id=invoice.pk,
+                    party=who,
+                )
+            )
+    ledger_post_batch(entries=entries)
+    recognition_schedules_create(specs=schedules)
 
 
 def book_invoice_voided(*, invoice: Invoice, effective_date: date) -> None:
@@ -380,13 +409,23 @@ def book_refund(*, refund: Refund, effective_date: date, to_balance: bool = Fals
 
 
 def book_payment(*, payment: Payment) -> None:
-    post_payment(
-        key=f"payment:{payment.pk}",
-        currency=payment.currency,
-        effective_date=payment.received_on,
-        amount=payment.amount,
-        source_id=payment.pk,
-        party=party(payment.customer_id),
+    book_payments(payments=[payment])
+
+
+def book_payments(*, payments: Sequence[Payment]) -> None:
+    """Dr cash / Cr receivable for each payment, in one ledger batch."""
+    ledger_post_batch(
+        entries=[
+            payment_entry(
+                key=f"payment:{payment.pk}",
+                currency=payment.currency,
+                effective_date=payment.received_on,
+                amount=payment.amount,
+                source_id=payment.pk,
+                party=party(payment.customer_id),
+            )
+            for payment in payments
+        ]
     )
 
 
