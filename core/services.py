@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -46,18 +47,39 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditLog:
-    return AuditLog.objects.create(
-        occurred_at=clock.now(),
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_label=actor.label[:200],
-        action=action,
-        object_type=instance._meta.label_lower,
-        object_id=str(instance.pk),
-        object_repr=str(instance)[:200],
-        before=before,
-        after=after,
-        request_id=current_request_id(),
+    return audit_record_bulk(
+        actor=actor, records=[AuditSpec(action, instance, before=before, after=after)]
+    )[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSpec:
+    """One audit entry of a batch: what was done to which instance, before and after."""
+
+    action: str
+    instance: models.Model
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+def audit_record_bulk(*, actor: Actor, records: Sequence[AuditSpec]) -> list[AuditLog]:
+    """Audit many actions of one actor at once (the same moment, one insert)."""
+    now, request_id = clock.now(), current_request_id()
+    return AuditLog.objects.bulk_create(
+        AuditLog(
+            occurred_at=now,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            actor_label=actor.label[:200],
+            action=record.action,
+            object_type=record.instance._meta.label_lower,
+            object_id=str(record.instance.pk),
+            object_repr=str(record.instance)[:200],
+            before=record.before,
+            after=record.after,
+            request_id=request_id,
+        )
+        for record in records
     )
 
 
