@@ -7,6 +7,7 @@ tests/webhooks/test_emission.py holds each equal to the API's representation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -61,7 +62,8 @@ def _line_payload(line: InvoiceLine, currency: str) -> dict[str, Any]:
     }
 
 
-def invoice_payload(invoice: Invoice) -> dict[str, Any]:
+def invoice_payload(invoice: Invoice, lines: Sequence[InvoiceLine] | None = None) -> dict[str, Any]:
+    """`lines`: the invoice's lines when the caller holds them (a batch), else they are read."""
     currency = invoice.currency
     return {
         "id": invoice.pk,
@@ -86,7 +88,10 @@ def invoice_payload(invoice: Invoice) -> dict[str, Any]:
         "paid_at": iso_datetime(invoice.paid_at),
         "voided_at": iso_datetime(invoice.voided_at),
         "marked_uncollectible_at": iso_datetime(invoice.marked_uncollectible_at),
-        "lines": [_line_payload(line, currency) for line in invoice.lines.all()],
+        "lines": [
+            _line_payload(line, currency)
+            for line in (invoice.lines.all() if lines is None else lines)
+        ],
     }
 
 

@@ -1,10 +1,11 @@
 """The billing run: everything due, spread over the workers in chunks.
 
 A run records what is due by a day (the same families the test clock's daily work processes),
-cuts them into chunks and queues one task per chunk once the run is committed. Each family is
-processed by `family_process`, the one function the daily work uses too: its own transaction,
-the members locked and re-read, the billing high-water mark (`billed_through`,
-`next_transition_on`) moved under the lock. So a family is billed once however many runs or
+cuts them into chunks and queues one task per chunk once the run is committed. Each chunk is
+processed by `families_process`, which the daily work uses too: the plain renewals of the chunk
+in one bulk transaction, every other family in its own (`family_process`). Either way the rows
+are locked and re-read, and the billing high-water mark (`billed_through`,
+`next_transition_on`) moves under the lock. So a family is billed once however many runs or
 deliveries of a chunk reach it, and a run interrupted anywhere and started again bills what is
 left and nothing twice.
 
@@ -29,7 +30,7 @@ from core.actors import Actor
 from core.errors import NotFoundError, ValidationError
 from core.services import audit_record, audit_snapshot
 from subscriptions.models import BillingRun, BillingRunChunk, BillingRunFailure
-from subscriptions.services.daily import FAMILY_ERRORS, Family, due_families, family_process
+from subscriptions.services.daily import Family, due_families, families_process
 
 logger = logging.getLogger(__name__)
 BILLING_RUN_ACTOR = Actor.system("billing run")
@@ -88,8 +89,8 @@ def _enqueuer(run_id: int, chunk_id: int) -> Callable[[], None]:
 
 
 def billing_run_process_chunk(*, run_id: int, chunk_id: int) -> BillingRun:
-    """Process the families of one chunk, each in its own transaction; a failing family is
-    recorded and the others go on. A chunk already done does nothing (a redelivered task)."""
+    """Process the families of one chunk (`families_process`); a failing family is recorded and
+    the others go on. A chunk already done does nothing (a redelivered task)."""
     chunk = BillingRunChunk.objects.select_related("run").filter(pk=chunk_id, run_id=run_id).first()
     if chunk is None:
         raise NotFoundError(f"No chunk {chunk_id} in run {run_id}.", code="billing_run_not_found")
@@ -101,23 +102,19 @@ def billing_run_process_chunk(*, run_id: int, chunk_id: int) -> BillingRun:
 
 
 def _process_families(run: BillingRun, families: Sequence[Family]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for kind, key in families:
-        try:
-            counts.update(family_process(kind, key, run.as_of, actor=BILLING_RUN_ACTOR))
-        except FAMILY_ERRORS as error:
-            logger.exception("billing run %s: %s %s failed", run.pk, kind, key)
-            counts["failed"] += 1
-            BillingRunFailure.objects.create(
-                run=run,
-                family_kind=kind,
-                family_key=key,
-                subscription_id=key if kind == "base" else None,
-                error_type=type(error).__name__[:100],
-                error=str(error)[:2000],
-                created_at=clock.now(),
-            )
-    return counts
+    def record_failure(family: Family, error: Exception) -> None:
+        kind, key = family
+        BillingRunFailure.objects.create(
+            run=run,
+            family_kind=kind,
+            family_key=key,
+            subscription_id=key if kind == "base" else None,
+            error_type=type(error).__name__[:100],
+            error=str(error)[:2000],
+            created_at=clock.now(),
+        )
+
+    return families_process(families, run.as_of, actor=BILLING_RUN_ACTOR, on_failure=record_failure)
 
 
 def _finish_chunk(chunk: BillingRunChunk, counts: Counter[str]) -> BillingRun:

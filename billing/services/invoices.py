@@ -22,9 +22,10 @@ services call them from inside their own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -55,7 +56,7 @@ from billing.services.bookings import (
     book_write_off,
 )
 from billing.webhook_payloads import credit_note_payload, invoice_payload
-from catalog.models import Coupon, CouponAmount, Meter, Plan, Price
+from catalog.models import Coupon, CouponAmount, Meter, Plan, Price, TaxRate
 from catalog.selectors import tax_rate_for
 from core import clock
 from core.actors import Actor
@@ -281,7 +282,7 @@ def invoice_finalize(*, invoice: Invoice, actor: Actor) -> Invoice:
             emitted.append(EventType.INVOICE_PAID)
         invoice_emit(locked, *emitted)
         if locked.status == Invoice.Status.OPEN and locked.customer.autocharge:
-            _schedule_autocharge(locked.pk)
+            schedule_autocharge([locked.pk])
     return locked
 
 
@@ -300,16 +301,23 @@ def invoice_emit(invoice: Invoice, *types: str) -> None:
     )
 
 
-def _schedule_autocharge(invoice_id: int) -> None:
-    """Charge the invoice once it is committed: the gateway call never runs inside the
-    transaction that created the invoice (a rollback cannot take a charge back).
+def schedule_autocharge(invoice_ids: Sequence[int]) -> None:
+    """Charge the invoices once they are committed: the gateway call never runs inside the
+    transaction that created them (a rollback cannot take a charge back).
 
     The one place autocharge is triggered. `robust`: a failure to charge is logged and never
-    undoes or interrupts the caller's work (the invoice stays open for dunning).
+    undoes or interrupts the caller's work (the invoices stay open for dunning).
     """
     from billing.services.payments import invoice_autocharge
 
-    transaction.on_commit(lambda: invoice_autocharge(invoice_id=invoice_id), robust=True)
+    ids = list(invoice_ids)
+
+    def charge() -> None:
+        for invoice_id in ids:
+            invoice_autocharge(invoice_id=invoice_id)
+
+    if ids:
+        transaction.on_commit(charge, robust=True)
 
 
 def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
@@ -780,9 +788,10 @@ def _compute(
     specs: Sequence[tuple[LineSpec, bool]],
     memo: str,
     param: str,
+    lookups: Lookups | None = None,
 ) -> tuple[Invoice, list[InvoiceLine]]:
     """The unsaved invoice and lines for `specs` ((spec, taxable) pairs): all the money math,
-    validated, with reads only."""
+    validated, with reads only (shared by the invoices of a batch through `lookups`)."""
     if customer.pk is None:
         raise ValidationError("The customer must exist.", code="customer_not_found")
     currency = _invoice_currency(customer, currency)
@@ -794,23 +803,23 @@ def _compute(
     )
     if not specs:
         raise ValidationError("An invoice has at least one line.", code="no_lines", param=param)
-    _check_references([spec for spec, _ in specs], param=param)
+    if lookups is None or not lookups.references_checked:
+        _check_references([spec for spec, _ in specs], param=param)
     coupons = _coupons([spec for spec, _ in specs], currency=currency, param=param)
     fixed_left = {
         coupon.pk: round_money(_fixed_amount(coupon, currency), currency)
         for coupon in coupons.values()
         if coupon.discount_type == Coupon.DiscountType.FIXED
     }
-    tax_rate = (
-        tax_rate_for(country=customer.country, region=customer.region) if customer.country else None
-    )
+    lookups = lookups or Lookups()
+    tax_rate = lookups.tax_rate(customer)
     invoice = Invoice(
         customer=customer,
         currency=currency,
         status=Invoice.Status.DRAFT,
         billing_reason=billing_reason,
         memo=_clean_memo(memo, max_length=MEMO_MAX_LENGTH),
-        created_at=clock.now(),
+        created_at=lookups.now,
     )
     lines: list[InvoiceLine] = []
     for position, (spec, taxable) in enumerate(specs):
@@ -838,6 +847,27 @@ def _compute(
     invoice.tax_total = sum((line.tax_amount for line in lines), ZERO)
     invoice.total = sum((line.total for line in lines), ZERO)
     return invoice, lines
+
+
+@dataclass
+class Lookups:
+    """Reads the invoices of a batch share: the time, tax rates per place, references
+    checked once."""
+
+    references_checked: bool = False
+    _tax_rates: dict[tuple[str, str], TaxRate | None] = field(default_factory=dict)
+
+    @cached_property
+    def now(self) -> datetime:
+        return clock.now()
+
+    def tax_rate(self, customer: Customer) -> TaxRate | None:
+        if not customer.country:
+            return None
+        place = (customer.country, customer.region)
+        if place not in self._tax_rates:
+            self._tax_rates[place] = tax_rate_for(country=customer.country, region=customer.region)
+        return self._tax_rates[place]
 
 
 def _line(spec: LineSpec, *, currency: str, param: str) -> InvoiceLine:
@@ -1107,6 +1137,13 @@ def _take_number(kind: str, *, year: int, prefix: str) -> tuple[DocumentSequence
     The lock is held until the surrounding transaction ends, so numbers are handed out one at
     a time and a rolled-back transaction gives its number back: no gaps, no duplicates.
     """
+    sequence, first = _take_numbers(kind, year=year, prefix=prefix, count=1)
+    return sequence, first, document_number(sequence, first)
+
+
+def _take_numbers(kind: str, *, year: int, prefix: str, count: int) -> tuple[DocumentSequence, int]:
+    """`count` consecutive numbers of the (kind, year) sequence (see `_take_number`): the
+    sequence and the first of them."""
     sequences = DocumentSequence.objects.select_for_update()
     sequence = sequences.filter(kind=kind, name=str(year)).first()
     if sequence is None:
@@ -1115,10 +1152,14 @@ def _take_number(kind: str, *, year: int, prefix: str) -> tuple[DocumentSequence
             ignore_conflicts=True,
         )
         sequence = sequences.get(kind=kind, name=str(year))
-    number = sequence.next_number
-    sequence.next_number = number + 1
+    first = sequence.next_number
+    sequence.next_number = first + count
     sequence.save(update_fields=["next_number"])
-    return sequence, number, f"{sequence.prefix}{number:06d}"
+    return sequence, first
+
+
+def document_number(sequence: DocumentSequence, number: int) -> str:
+    return f"{sequence.prefix}{number:06d}"
 
 
 def _invoice_currency(customer: Customer, currency: str) -> str:

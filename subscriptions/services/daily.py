@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from django.db import DatabaseError, transaction
@@ -18,7 +19,7 @@ from django.db import DatabaseError, transaction
 from core.actors import Actor
 from core.errors import ApplicationError
 from subscriptions.models import Subscription
-from subscriptions.services import state, transitions
+from subscriptions.services import renewals, state, transitions
 
 logger = logging.getLogger(__name__)
 DAILY_ACTOR = Actor.system("subscriptions daily work")
@@ -69,18 +70,54 @@ def family_process(kind: str, key: int, day: date, *, actor: Actor = DAILY_ACTOR
 # A family that fails with one of these is logged, counted and left due; anything else is a bug
 # that stops the run loudly.
 FAMILY_ERRORS = (ApplicationError, DatabaseError, RuntimeError)
+# Families per bulk transaction when the day's work runs in one process (the test clock).
+CHUNK_SIZE = 500
+
+FailureHandler = Callable[[Family, Exception], None]
+
+
+def families_process(
+    families: Sequence[Family], day: date, *, actor: Actor, on_failure: FailureHandler
+) -> Counter[str]:
+    """Everything due by `day` for `families`: the plain renewals among them in one bulk
+    transaction (`renewals.renewals_process`), every other family with `family_process`. A
+    family that fails is handed to `on_failure`, counted and left due; the others go on. A
+    failed bulk transaction leaves all of its families to `family_process`."""
+    counts: Counter[str] = Counter()
+    try:
+        renewed = renewals.renewals_process(
+            [key for kind, key in families if kind == "base"], day, actor=actor
+        )
+    except FAMILY_ERRORS:
+        logger.exception("bulk renewal failed on %s; renewing family by family", day)
+        renewed = set()
+    counts["renewed"] += len(renewed)
+    counts["invoices"] += len(renewed)
+    for kind, key in families:
+        if kind == "base" and key in renewed:
+            continue
+        try:
+            counts.update(family_process(kind, key, day, actor=actor))
+        except FAMILY_ERRORS as error:
+            logger.exception("subscriptions daily work failed for %s %s on %s", kind, key, day)
+            counts["failed"] += 1
+            on_failure((kind, key), error)
+    return counts
 
 
 def subscriptions_process_day(day: date) -> dict[str, int]:
     """Run what is due by `day` (phases, renewals, scheduled changes, cancels at period end,
-    pause ends, usage periods to close), one family of subscriptions per transaction. A
-    family that fails is logged and counted; the others go on. The billing run does the same
-    per family (family_process), spread over the workers."""
+    pause ends, usage periods to close), in chunks of families (`families_process`). The
+    billing run does the same per chunk, spread over the workers."""
     counts: Counter[str] = Counter()
-    for kind, key in due_families(day):
-        try:
-            counts.update(family_process(kind, key, day))
-        except FAMILY_ERRORS:
-            logger.exception("subscriptions daily work failed for %s %s on %s", kind, key, day)
-            counts["failed"] += 1
+    due = due_families(day)
+    for start in range(0, len(due), CHUNK_SIZE):
+        counts.update(
+            families_process(
+                due[start : start + CHUNK_SIZE],
+                day,
+                actor=DAILY_ACTOR,
+                on_failure=lambda family, error: None,  # logged and counted above
+            )
+        )
     return {name: value for name, value in sorted(counts.items()) if value}

@@ -154,7 +154,7 @@ def spans(subscription: Subscription) -> list[Span]:
     current = subscription.phase
     renews = current.kind == PlanPhase.Kind.FIXED_TERM and current.renews
     out = [
-        _span(
+        span(
             subscription,
             current,
             subscription.phase_started_on,
@@ -167,17 +167,25 @@ def spans(subscription: Subscription) -> list[Span]:
     for phase in following_phases(subscription):
         duration = phase.duration
         end = None if duration is None or phase.renews else add_interval(cursor, duration)
-        out.append(_span(subscription, phase, cursor, end))
+        out.append(span(subscription, phase, cursor, end))
         if end is None:
             break
         cursor = end
     return out
 
 
-def _span(subscription: Subscription, phase: PlanPhase, start: date, end: date | None) -> Span:
+def span(
+    subscription: Subscription,
+    phase: PlanPhase,
+    start: date,
+    end: date | None,
+    *,
+    price: Price | None = None,
+) -> Span:
+    """The phase over [start, end); `price`: its price version when the caller has read it."""
     if phase.kind == PlanPhase.Kind.TRIAL:
         return Span(start, end, Decimal(0), billable=False, phase_id=phase.pk, label="trial")
-    price = phase_price(subscription, phase)
+    price = price or phase_price(subscription, phase)
     return Span(
         start,
         end,
@@ -225,7 +233,8 @@ def bill_until(subscription: Subscription, start: date) -> date:
 
 
 def coupon_id_for(subscription: Subscription, piece: Slice) -> int | None:
-    for discount in subscription.discounts.order_by("id"):
+    # .all(): a batch's prefetch when there is one
+    for discount in sorted(subscription.discounts.all(), key=lambda d: d.pk):
         if discount.starts_on <= piece.start and (
             discount.ends_on is None or piece.period.start < discount.ends_on
         ):
@@ -239,14 +248,28 @@ def _describe(subscription: Subscription, plan: Plan, prefix: str = "") -> str:
 
 
 def charge_specs(
-    subscription: Subscription, start: date, end: date, *, kind: str | None = None
+    subscription: Subscription,
+    start: date,
+    end: date,
+    *,
+    kind: str | None = None,
+    laid_out: list[Span] | None = None,
+    billed_before: bool | None = None,
 ) -> list[LineSpec]:
     """Lines charging [start, end) in advance: `recurring` for a never billed period start,
-    `proration_charge` for a change or for days billed before and credited since."""
+    `proration_charge` for a change or for days billed before and credited since.
+
+    A batch passes what it has read for many subscriptions at once: the spans
+    (`laid_out`) and whether a recurring line was ever billed from `start` on.
+    """
     out = []
-    for piece in slices(cadence(subscription), spans(subscription), start, end):
+    for piece in slices(cadence(subscription), laid_out or spans(subscription), start, end):
         line_kind = kind or InvoiceLine.Kind.RECURRING
-        if line_kind == InvoiceLine.Kind.RECURRING and _recurring_billed(subscription, piece.start):
+        if line_kind == InvoiceLine.Kind.RECURRING and (
+            billed_before
+            if billed_before is not None
+            else _recurring_billed(subscription, piece.start)
+        ):
             line_kind = InvoiceLine.Kind.PRORATION_CHARGE
         prefix = "Remaining time on " if line_kind == InvoiceLine.Kind.PRORATION_CHARGE else ""
         out.append(
@@ -416,14 +439,19 @@ def pending_changes(subscription: Subscription) -> list[ScheduledChange]:
     )
 
 
-def next_transition(subscription: Subscription) -> date | None:
-    """The earliest day something is due: start, renewal, phase end, change, resume."""
+def next_transition(
+    subscription: Subscription, pending: list[ScheduledChange] | None = None
+) -> date | None:
+    """The earliest day something is due: start, renewal, phase end, change, resume.
+    `pending`: the pending changes when the caller has read them."""
     status = subscription.status
     if status == ENDED:
         return None
     if status == Subscription.Status.FUTURE:
         return subscription.start_on
-    candidates = [c.effective_on for c in pending_changes(subscription)]
+    if pending is None:
+        pending = pending_changes(subscription)
+    candidates = [c.effective_on for c in pending]
     if status == Subscription.Status.PAUSED:
         # A phase still moves on while paused (a fixed term ends even then); billing waits.
         candidates += [subscription.pause_resumes_on, subscription.phase_ends_on]  # type: ignore[list-item]
