@@ -8,10 +8,11 @@ the invoice unpaid) on DUNNING_FINAL_ACTION_AFTER_DAYS. A hard decline is never 
 case waits for a new payment method, whose saving makes billing retry at once.
 
 How dunning hears of billing without billing importing subscriptions: billing calls the
-listeners registered in `billing.listeners` after each recorded payment outcome;
-`SubscriptionsConfig.ready()` registers `dunning_sync_invoice` there. The daily work
-(`dunning_process_day`, registered with core.clock) syncs every case again before acting, so a
-missed callback is caught up within a day.
+listeners registered in `billing.listeners` after each transaction that recorded payment
+outcomes; `SubscriptionsConfig.ready()` registers `dunning_sync_invoices` there, which syncs
+only the invoices dunning has to look at (a batch of renewals just paid costs one query). The
+daily work (`dunning_process_day`, registered with core.clock) syncs every case again before
+acting, so a missed callback is caught up within a day.
 
 Idempotent per day: a case is re-read under lock before each step; a retry is claimed (the case
 records the day and moves its next retry date) in a committed transaction before the gateway is
@@ -27,12 +28,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 
 from billing.models import Invoice, InvoiceLine, PaymentAttempt
 from billing.services import invoice_autocharge, invoice_mark_uncollectible
@@ -105,12 +108,41 @@ def dunning_sync_invoice(invoice_id: int) -> DunningCase | None:
     """Bring the dunning of one invoice in line with billing: open a case at the first declined
     charge of a subscription invoice, note each later failure (timeline, webhook, email), close
     it once the invoice is paid (recovered), voided or written off. Safe to call any time, any
-    number of times: it is billing's payment listener and the first step of each daily run."""
+    number of times: billing's payment listener (through `dunning_sync_invoices`) and the first
+    step of each daily run."""
     work = _Work()
     with transaction.atomic(durable=True):
         case = _sync(invoice_id, work)
     _send(work.mails)
     return case
+
+
+def dunning_sync_invoices(invoice_ids: Sequence[int]) -> None:
+    """Billing's payment listener: `dunning_sync_invoice` for each of `invoice_ids` with an open
+    case, or open, declined and without a case (one query finds them); for any other invoice the
+    sync would do nothing. One invoice's failure is logged; the others are synced all the same."""
+    for invoice_id in _needing_sync(invoice_ids):
+        try:
+            dunning_sync_invoice(invoice_id)
+        except Exception:
+            logger.exception("dunning could not sync invoice %s", invoice_id)
+
+
+def _needing_sync(invoice_ids: Sequence[int]) -> list[int]:
+    return list(
+        Invoice.objects.filter(pk__in=invoice_ids)
+        .filter(
+            Q(dunning_case__status=DunningCase.Status.OPEN)
+            | Q(
+                dunning_case__isnull=True,
+                status=Invoice.Status.OPEN,
+                payment_attempts__status=PaymentAttempt.Status.DECLINED,
+            )
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+        .order_by("pk")
+    )
 
 
 def _sync(invoice_id: int, work: _Work) -> DunningCase | None:
@@ -559,4 +591,4 @@ def register() -> None:
     from billing.listeners import register_payment_listener
 
     clock.register_daily_work("dunning", dunning_process_day)
-    register_payment_listener("dunning", dunning_sync_invoice)
+    register_payment_listener("dunning", dunning_sync_invoices)

@@ -6,10 +6,15 @@ record (a decline, a timeout): they answer with a result whose status says what 
 `unknown` when nobody can tell (a timeout, a processing error). Every money-moving call carries
 the caller's idempotency key, so repeating it never moves the money twice, and
 `lookup_charge` asks the gateway what became of a key without charging anything.
+
+`charge_many` charges a batch (autocharge after a billing run): by default one `charge` after
+the other, which is all a gateway with one API call per charge (Stripe) can do; a gateway that
+can do better overrides it (the simulated one reads and writes the whole batch at once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -85,6 +90,18 @@ class ChargeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """One charge of a batch: the arguments of `PaymentGateway.charge`."""
+
+    amount: Decimal
+    currency: str
+    customer_reference: str
+    payment_method_reference: str
+    idempotency_key: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefundResult:
     status: str  # succeeded | failed | unknown
     reference: str = ""
@@ -135,6 +152,20 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         description: str,
     ) -> ChargeResult: ...
+
+    def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
+        """What `charge` answers for each request, in their order."""
+        return [
+            self.charge(
+                amount=request.amount,
+                currency=request.currency,
+                customer_reference=request.customer_reference,
+                payment_method_reference=request.payment_method_reference,
+                idempotency_key=request.idempotency_key,
+                description=request.description,
+            )
+            for request in requests
+        ]
 
     def lookup_charge(
         self, *, idempotency_key: str, customer_reference: str

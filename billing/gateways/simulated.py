@@ -21,11 +21,18 @@ Any other number that passes the Luhn check succeeds.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
-from billing.gateways.base import ChargeResult, RefundResult, SavedCard
+from billing.gateways.base import (
+    ChargeRequest,
+    ChargeResult,
+    PaymentGateway,
+    RefundResult,
+    SavedCard,
+)
 from billing.models import SimulatedCard, SimulatedCharge, SimulatedRefund
 from core import clock
 from core.errors import ValidationError
@@ -87,7 +94,7 @@ def _invalid_card(message: str, code: str = "invalid_number", param: str = "card
     raise ValidationError(message, code=code, param=param)
 
 
-class SimulatedGateway:
+class SimulatedGateway(PaymentGateway):
     name = "simulated"
 
     def create_customer(self, *, customer_id: int, email: str, name: str) -> str:
@@ -149,34 +156,81 @@ class SimulatedGateway:
         idempotency_key: str,
         description: str,
     ) -> ChargeResult:
-        previous = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
-        if previous is not None:
-            return _result(previous)
-        card = SimulatedCard.objects.filter(token=payment_method_reference).first()
-        if card is None:
-            return ChargeResult.declined("invalid_payment_method", "No such payment method.")
-        if card.behavior == PROCESSING_ERROR:
-            return ChargeResult.unknown("The gateway reported a processing error.")
-        declined = card.behavior.startswith(DECLINE)
-        code = card.behavior.removeprefix(DECLINE) if declined else ""
-        try:
-            with transaction.atomic():
-                charge = SimulatedCharge.objects.create(
-                    idempotency_key=idempotency_key,
-                    reference=f"simch_{secrets.token_hex(12)}",
-                    token=card.token,
+        (result,) = self.charge_many(
+            [
+                ChargeRequest(
                     amount=amount,
                     currency=currency,
-                    status="declined" if declined else "succeeded",
-                    decline_code=code,
-                    created_at=clock.now(),
+                    customer_reference=customer_reference,
+                    payment_method_reference=payment_method_reference,
+                    idempotency_key=idempotency_key,
+                    description=description,
                 )
-        except IntegrityError:
-            # The same key sent twice at once: the first one charged, this one replays it.
-            return _result(SimulatedCharge.objects.get(idempotency_key=idempotency_key))
-        if card.behavior == TIMEOUT:
-            return ChargeResult.unknown("The gateway did not answer in time.")
-        return _result(charge)
+            ]
+        )
+        return result
+
+    def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
+        """Each request answered as a gateway would, in four queries whatever their number: a
+        key charged before (earlier in the batch too) replays its first outcome; a new charge
+        is inserted ON CONFLICT DO NOTHING and read back, so a twin call racing with the same
+        key gets the charge the first one made."""
+        keys = {request.idempotency_key for request in requests}
+        previous = {
+            c.idempotency_key: c for c in SimulatedCharge.objects.filter(idempotency_key__in=keys)
+        }
+        tokens = {r.payment_method_reference for r in requests if r.idempotency_key not in previous}
+        cards = {card.token: card for card in SimulatedCard.objects.filter(token__in=tokens)}
+        answers: list[ChargeResult | None] = []
+        new: dict[str, tuple[SimulatedCharge, SimulatedCard]] = {}
+        now = clock.now()
+        for request in requests:
+            key = request.idempotency_key
+            card = cards.get(request.payment_method_reference)
+            if key in previous:
+                answers.append(_result(previous[key]))
+            elif key in new:
+                answers.append(None)  # the same key earlier in the batch: replayed below
+            elif card is None:
+                answers.append(
+                    ChargeResult.declined("invalid_payment_method", "No such payment method.")
+                )
+            elif card.behavior == PROCESSING_ERROR:
+                answers.append(ChargeResult.unknown("The gateway reported a processing error."))
+            else:
+                declined = card.behavior.startswith(DECLINE)
+                charge = SimulatedCharge(
+                    idempotency_key=key,
+                    reference=f"simch_{secrets.token_hex(12)}",
+                    token=card.token,
+                    amount=request.amount,
+                    currency=request.currency,
+                    status="declined" if declined else "succeeded",
+                    decline_code=card.behavior.removeprefix(DECLINE) if declined else "",
+                    created_at=now,
+                )
+                new[key] = (charge, card)
+                answers.append(None)
+        stored: dict[str, SimulatedCharge] = {}
+        if new:
+            SimulatedCharge.objects.bulk_create(
+                [charge for charge, _ in new.values()], ignore_conflicts=True
+            )
+            stored = {
+                c.idempotency_key: c
+                for c in SimulatedCharge.objects.filter(idempotency_key__in=new)
+            }
+        results = []
+        for request, answer in zip(requests, answers, strict=True):
+            if answer is None:
+                charge = stored[request.idempotency_key]
+                mine = new.pop(request.idempotency_key, None)  # the batch's first of its key
+                if mine is not None and mine[0].reference == charge.reference:
+                    answer = _answer(charge, mine[1])
+                else:
+                    answer = _result(charge)
+            results.append(answer)
+        return results
 
     def lookup_charge(
         self, *, idempotency_key: str, customer_reference: str
@@ -220,6 +274,13 @@ class SimulatedGateway:
     def lookup_refund(self, *, charge_reference: str, idempotency_key: str) -> RefundResult | None:
         refund = SimulatedRefund.objects.filter(idempotency_key=idempotency_key).first()
         return RefundResult("succeeded", reference=refund.reference) if refund else None
+
+
+def _answer(charge: SimulatedCharge, card: SimulatedCard) -> ChargeResult:
+    """The answer to the call that made `charge`."""
+    if card.behavior == TIMEOUT:
+        return ChargeResult.unknown("The gateway did not answer in time.")
+    return _result(charge)
 
 
 def _result(charge: SimulatedCharge) -> ChargeResult:

@@ -20,7 +20,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from billing.gateways.base import ChargeResult, RefundResult, SavedCard, to_minor
+from billing.gateways.base import ChargeResult, PaymentGateway, RefundResult, SavedCard, to_minor
 from core.errors import ValidationError
 
 
@@ -55,7 +55,9 @@ def _decline_code(error: Any) -> str:
     return str(getattr(error, "decline_code", None) or getattr(error, "code", None) or "")
 
 
-class StripeGateway:
+class StripeGateway(PaymentGateway):
+    """`charge_many` is the interface's: Stripe takes one PaymentIntent per API call."""
+
     name = "stripe"
 
     def create_customer(self, *, customer_id: int, email: str, name: str) -> str:

@@ -13,27 +13,40 @@ transaction and a lost answer can never lead to a second charge:
    later; hard: not before the payment method changes). Unknown: reconciled later by
    `payment_attempt_reconcile`, which asks the gateway about the key and sends the same key
    again only if the gateway never saw it.
+
+Autocharge takes a batch through the same three steps (`invoices_autocharge`: a billing run's
+chunk of renewals; one invoice is a batch of one): one claim transaction for the batch, one
+`charge_many` call per gateway, one transaction recording the successes (declines and unknown
+outcomes, rare, are recorded one by one). The outcome is exactly that of charging each invoice
+in turn: where one charge's outcome decides another's (the same payment method, which a hard
+decline blocks), the second waits for the next round of the batch.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 
 from billing.gateways import get_gateway
-from billing.gateways.base import DECLINED, SUCCEEDED, ChargeResult
-from billing.listeners import payment_outcome_recorded
+from billing.gateways.base import DECLINED, SUCCEEDED, ChargeRequest, ChargeResult
+from billing.listeners import payment_outcome_recorded, payment_outcomes_recorded
 from billing.models import (
     GatewayCustomer,
     Invoice,
+    InvoiceLine,
     Payment,
     PaymentAttempt,
     PaymentMethod,
 )
-from billing.services.bookings import book_payment
+from billing.services.bookings import book_payment, book_payments
 from billing.services.invoices import (
     _choice,
     _decimal,
@@ -46,10 +59,12 @@ from core import clock
 from core.actors import Actor
 from core.errors import ConflictError, ValidationError
 from core.money import is_rounded
-from core.services import audit_record, audit_snapshot
+from core.services import AuditSpec, audit_record, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
 from customers.models import Customer
+
+logger = logging.getLogger(__name__)
 
 AUTOCHARGE = Actor.system("autocharge")
 OPEN_ATTEMPT = (PaymentAttempt.Status.PENDING, PaymentAttempt.Status.UNKNOWN)
@@ -57,28 +72,43 @@ OFFLINE_METHODS = (Payment.Method.BANK_TRANSFER, Payment.Method.CHEQUE, Payment.
 
 
 def invoice_autocharge(*, invoice_id: int, actor: Actor = AUTOCHARGE) -> PaymentAttempt | None:
-    """Charge an open invoice of an autocharge customer to their default payment method.
+    """`invoices_autocharge` of one invoice: its attempt, or None when there was nothing to do."""
+    attempts = invoices_autocharge(invoice_ids=[invoice_id], actor=actor)
+    return attempts[0] if attempts else None
 
-    Does nothing (returns None) when there is nothing to do: the invoice is not open or
-    nothing is due, the customer pays by invoice or has no default method, a charge is already
-    in flight, or the default method was last declined hard.
+
+def invoices_autocharge(
+    *, invoice_ids: Sequence[int], actor: Actor = AUTOCHARGE
+) -> list[PaymentAttempt]:
+    """Charge open invoices of autocharge customers to their default payment methods, exactly
+    as charging each in turn (in the order given) would, with a constant number of queries for
+    the batch. Returns the attempts made, in that order.
+
+    An invoice is skipped (nothing to do) when it is not open or nothing is due, the customer
+    pays by invoice or has no default method, a charge of it is in flight, or the default
+    method was last declined hard. An attempt whose outcome is unknown is retried, with its
+    key. Called outside any transaction (the claim is durable: the gateway is called after it
+    commits).
     """
-    invoice = Invoice.objects.select_related("customer").filter(pk=invoice_id).first()
-    if (
-        invoice is None
-        or invoice.status != Invoice.Status.OPEN
-        or invoice.amount_due <= 0
-        or not invoice.customer.autocharge
-    ):
-        return None
-    method = default_payment_method(customer=invoice.customer)
-    if method is None or _retry_blocked(invoice, method):
-        return None
-    if PaymentAttempt.objects.filter(
-        invoice=invoice, status=PaymentAttempt.Status.PENDING
-    ).exists():
-        return None
-    return _charge(invoice, method, trigger=PaymentAttempt.Trigger.AUTOCHARGE, actor=actor)
+    queue = list(enumerate(invoice_ids))
+    made: list[tuple[int, int]] = []  # (position in invoice_ids, attempt id)
+    while queue:
+        claims, queue = _claim_many(queue, actor=actor)
+        try:
+            results = _charge_many(claims)
+        except Exception:
+            # Some charges may have gone through: unknown, not pending for ever, so that
+            # reconciliation or the next try (with the same keys) settles each of them.
+            lost = ChargeResult.unknown("The call to the gateway failed.")
+            for claim in claims:
+                _record(claim.attempt.pk, lost, actor=actor)
+            raise
+        _record_many(claims, results, actor=actor)
+        made += [(claim.position, claim.attempt.pk) for claim in claims]
+    attempts = PaymentAttempt.objects.select_related("invoice", "payment_method").in_bulk(
+        [attempt_id for _, attempt_id in made]
+    )
+    return [attempts[attempt_id] for _, attempt_id in sorted(made)]
 
 
 def invoice_pay_now(
@@ -112,17 +142,14 @@ def payment_method_updated(
 ) -> list[PaymentAttempt]:
     """The customer's payment method changed: retry their open invoices now (oldest first).
 
-    Open invoices of autocharge customers only; each is charged by `invoice_autocharge`.
+    Open invoices of autocharge customers only, charged by `invoices_autocharge`.
     """
-    attempts = []
     open_invoices = Invoice.objects.filter(
         customer=customer, status=Invoice.Status.OPEN, amount_due__gt=0
     ).order_by("due_on", "id")
-    for invoice_id in open_invoices.values_list("id", flat=True):
-        attempt = invoice_autocharge(invoice_id=invoice_id, actor=actor)
-        if attempt is not None:
-            attempts.append(attempt)
-    return attempts
+    return invoices_autocharge(
+        invoice_ids=list(open_invoices.values_list("id", flat=True)), actor=actor
+    )
 
 
 def payment_attempt_reconcile(*, attempt: PaymentAttempt, actor: Actor) -> PaymentAttempt:
@@ -153,7 +180,7 @@ def payment_attempt_reconcile(*, attempt: PaymentAttempt, actor: Actor) -> Payme
 def payment_retry_blocked(*, invoice: Invoice, payment_method: PaymentMethod) -> bool:
     """Whether `payment_method` was last declined hard (then only another may be tried for
     `invoice` or any other: a hard decline is not retried until the payment method changes)."""
-    return _retry_blocked(invoice, payment_method)
+    return _retry_blocked(payment_method)
 
 
 def payment_record_offline(
@@ -274,7 +301,7 @@ def _claim(
             return PaymentAttempt.objects.select_related(
                 "invoice", "customer", "payment_method"
             ).get(pk=open_attempt.pk)
-        if _retry_blocked(locked, method):
+        if _retry_blocked(method):
             raise ConflictError(
                 "This payment method was declined hard on this invoice: it is not tried again "
                 "until the payment method changes.",
@@ -437,6 +464,303 @@ def _pay(
     return payment
 
 
+# --- the three steps, for a batch (autocharge) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    position: int  # in the caller's invoice_ids
+    attempt: PaymentAttempt  # pending
+    request: ChargeRequest
+
+
+def _claim_many(
+    queue: list[tuple[int, int]], *, actor: Actor
+) -> tuple[list[_Claim], list[tuple[int, int]]]:
+    """Claim what `invoice_autocharge` would charge of `queue` ((position, invoice id) pairs),
+    as `_claim` does, in one durable transaction and a constant number of queries. Returns the
+    claims and what waits for the next round: an invoice whose payment methods (default, or
+    that of its unknown attempt) or itself were claimed before it in this round, since the
+    outcome of that charge decides its own (a hard decline blocks the method)."""
+    claims: list[_Claim] = []
+    retried: dict[int, dict[str, Any]] = {}  # position -> the unknown attempt's audit before
+    waiting: list[tuple[int, int]] = []
+    with transaction.atomic(durable=True):
+        invoices = {
+            invoice.pk: invoice
+            for invoice in Invoice.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .filter(pk__in={invoice_id for _, invoice_id in queue})
+            .order_by("pk")
+        }
+        customer_ids = {invoice.customer_id for invoice in invoices.values()}
+        defaults = {
+            method.customer_id: method
+            for method in PaymentMethod.objects.filter(
+                customer_id__in=customer_ids, is_default=True, status=PaymentMethod.Status.ACTIVE
+            )
+        }
+        open_attempts = {
+            attempt.invoice_id: attempt
+            for attempt in PaymentAttempt.objects.select_for_update(of=("self",))
+            .select_related("payment_method")
+            .filter(invoice_id__in=invoices, status__in=OPEN_ATTEMPT)
+            .order_by("pk")
+        }
+        blocked = _blocked_methods([method.pk for method in defaults.values()])
+        numbers = dict(
+            PaymentAttempt.objects.filter(invoice_id__in=invoices)
+            .values("invoice_id")
+            .annotate(n=Max("attempt_number"))
+            .values_list("invoice_id", "n")
+        )
+        references = {
+            (customer_id, gateway): reference
+            for customer_id, gateway, reference in GatewayCustomer.objects.filter(
+                customer_id__in=customer_ids
+            ).values_list("customer_id", "gateway", "reference")
+        }
+        now = clock.now()
+        claimed_invoices: set[int] = set()
+        claimed_methods: set[int] = set()
+        for position, invoice_id in queue:
+            invoice = invoices.get(invoice_id)
+            if invoice is None:
+                continue
+            method = defaults.get(invoice.customer_id)
+            open_attempt = open_attempts.get(invoice_id)
+            methods = {method.pk} if method is not None else set()
+            if open_attempt is not None:
+                methods.add(open_attempt.payment_method_id)
+            if invoice_id in claimed_invoices or methods & claimed_methods:
+                waiting.append((position, invoice_id))
+                continue
+            if (
+                invoice.status != Invoice.Status.OPEN
+                or invoice.amount_due <= 0
+                or not invoice.customer.autocharge
+                or method is None
+                or method.pk in blocked
+                or (
+                    open_attempt is not None
+                    and open_attempt.status == PaymentAttempt.Status.PENDING
+                )
+            ):
+                continue
+            # Outcome unknown: this is its retry, with the same key, card and amount, so the
+            # gateway answers from its idempotency record if the first call got through.
+            attempt = open_attempt or _new_attempt(invoice, method, numbers, now=now)
+            reference = references.get((invoice.customer_id, attempt.gateway))
+            if reference is None:
+                logger.warning(
+                    "Invoice %s is not charged: customer %s has no %s record.",
+                    invoice.pk,
+                    invoice.customer_id,
+                    attempt.gateway,
+                )
+                continue
+            if open_attempt is not None:
+                retried[position] = audit_snapshot(open_attempt)
+                open_attempt.status = PaymentAttempt.Status.PENDING
+            request = ChargeRequest(
+                amount=attempt.amount,
+                currency=attempt.currency,
+                customer_reference=reference,
+                payment_method_reference=attempt.payment_method.reference,
+                idempotency_key=attempt.idempotency_key,
+                description=f"Invoice {invoice.number}",
+            )
+            claims.append(_Claim(position=position, attempt=attempt, request=request))
+            claimed_invoices.add(invoice_id)
+            claimed_methods |= methods
+        PaymentAttempt.objects.bulk_create(
+            [claim.attempt for claim in claims if claim.position not in retried]
+        )
+        if retried:
+            PaymentAttempt.objects.filter(
+                pk__in=[claim.attempt.pk for claim in claims if claim.position in retried]
+            ).update(status=PaymentAttempt.Status.PENDING)
+        audit_record_bulk(
+            actor=actor,
+            records=[
+                AuditSpec(
+                    "payment_attempt.retry",
+                    claim.attempt,
+                    before=retried[claim.position],
+                    after=audit_snapshot(claim.attempt),
+                )
+                if claim.position in retried
+                else AuditSpec(
+                    "payment_attempt.create", claim.attempt, after=audit_snapshot(claim.attempt)
+                )
+                for claim in claims
+            ],
+        )
+    return claims, waiting
+
+
+def _new_attempt(
+    invoice: Invoice, method: PaymentMethod, numbers: dict[int, int], *, now: datetime
+) -> PaymentAttempt:
+    number = numbers.get(invoice.pk, 0) + 1
+    return PaymentAttempt(
+        invoice=invoice,
+        customer_id=invoice.customer_id,
+        attempt_number=number,
+        idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
+        trigger=PaymentAttempt.Trigger.AUTOCHARGE,
+        amount=invoice.amount_due,
+        currency=invoice.currency,
+        payment_method=method,
+        gateway=method.gateway,
+        created_at=now,
+    )
+
+
+def _charge_many(claims: Sequence[_Claim]) -> dict[int, ChargeResult]:
+    """Step 2 for a batch, outside any transaction: one `charge_many` per gateway. The
+    outcomes by attempt id."""
+    by_gateway: dict[str, list[_Claim]] = defaultdict(list)
+    for claim in claims:
+        by_gateway[claim.attempt.gateway].append(claim)
+    results: dict[int, ChargeResult] = {}
+    for name, group in by_gateway.items():
+        answers = get_gateway(name).charge_many([claim.request for claim in group])
+        results.update(zip((claim.attempt.pk for claim in group), answers, strict=True))
+    return results
+
+
+def _record_many(
+    claims: Sequence[_Claim], results: dict[int, ChargeResult], *, actor: Actor
+) -> None:
+    """Step 3 for a batch: the successes in one transaction; declines and unknown outcomes,
+    rare, one by one (dunning takes each up)."""
+    _record_successes(
+        [claim for claim in claims if results[claim.attempt.pk].status == SUCCEEDED],
+        results,
+        actor=actor,
+    )
+    for claim in claims:
+        result = results[claim.attempt.pk]
+        if result.status != SUCCEEDED:
+            _record(claim.attempt.pk, result, actor=actor)
+
+
+def _record_successes(
+    claims: Sequence[_Claim], results: dict[int, ChargeResult], *, actor: Actor
+) -> None:
+    """What `payment_attempt_record_outcome` and `_pay` write for each charge that succeeded,
+    in bulk: the invoices locked (id order), then the attempts."""
+    if not claims:
+        return
+    with transaction.atomic():
+        invoices = {
+            invoice.pk: invoice
+            for invoice in Invoice.objects.select_for_update(of=("self",))
+            .filter(pk__in={claim.attempt.invoice_id for claim in claims})
+            .order_by("pk")
+        }
+        attempts = {
+            attempt.pk: attempt
+            for attempt in PaymentAttempt.objects.select_for_update()
+            .filter(pk__in=[claim.attempt.pk for claim in claims])
+            .order_by("pk")
+        }
+        now, today = clock.now(), clock.today()
+        settled: list[tuple[PaymentAttempt, dict[str, Any]]] = []
+        for claim in claims:
+            attempt = attempts[claim.attempt.pk]
+            if attempt.status not in OPEN_ATTEMPT:
+                continue  # settled meanwhile (a webhook reported it)
+            before = audit_snapshot(attempt)
+            attempt.gateway_reference = results[attempt.pk].reference or attempt.gateway_reference
+            attempt.status = PaymentAttempt.Status.SUCCEEDED
+            attempt.decline_code = attempt.decline_kind = attempt.error_message = ""
+            attempt.resolved_at = now
+            settled.append((attempt, before))
+        if not settled:
+            return
+        PaymentAttempt.objects.bulk_update(
+            [attempt for attempt, _ in settled],
+            [
+                "status",
+                "gateway_reference",
+                "decline_code",
+                "decline_kind",
+                "error_message",
+                "resolved_at",
+            ],
+        )
+        payments = Payment.objects.bulk_create(
+            Payment(
+                customer_id=attempt.customer_id,
+                invoice=invoices[attempt.invoice_id],
+                amount=attempt.amount,
+                currency=invoices[attempt.invoice_id].currency,
+                method=Payment.Method.CARD,
+                gateway=attempt.gateway,
+                gateway_reference=attempt.gateway_reference,
+                attempt=attempt,
+                received_on=today,
+                created_at=now,
+            )
+            for attempt, _ in settled
+        )
+        audits: list[AuditSpec] = []
+        paid: list[tuple[Payment, Invoice]] = []
+        newly_paid: set[int] = set()
+        for (attempt, attempt_before), payment in zip(settled, payments, strict=True):
+            invoice = invoices[attempt.invoice_id]
+            paid.append((payment, invoice))
+            before = audit_snapshot(invoice)
+            was_paid = invoice.status == Invoice.Status.PAID
+            invoice.amount_paid += payment.amount
+            # Claims freeze what is due while a charge is in flight (see `_pay`).
+            _set_amount_due(invoice, now=now)
+            if invoice.status == Invoice.Status.PAID and not was_paid:
+                newly_paid.add(invoice.pk)
+            audits += [
+                AuditSpec(
+                    "payment_attempt.succeeded",
+                    attempt,
+                    before=attempt_before,
+                    after=audit_snapshot(attempt),
+                ),
+                AuditSpec("payment.create", payment, after=audit_snapshot(payment)),
+                AuditSpec("invoice.pay", invoice, before=before, after=audit_snapshot(invoice)),
+            ]
+        Invoice.objects.bulk_update(
+            [invoice for _, invoice in paid],
+            ["amount_paid", "amount_due", "status", "paid_at"],
+        )
+        book_payments(payments=payments)
+        audit_record_bulk(actor=actor, records=audits)
+        lines: dict[int, list[InvoiceLine]] = defaultdict(list)
+        for line in InvoiceLine.objects.filter(invoice_id__in=newly_paid).order_by(
+            "invoice", "position", "id"
+        ):
+            lines[line.invoice_id].append(line)
+        events: list[EventSpec] = []
+        for payment, invoice in paid:
+            events.append(
+                EventSpec(
+                    type=EventType.PAYMENT_SUCCEEDED,
+                    payload=payment_payload(payment),
+                    customer_id=payment.customer_id,
+                )
+            )
+            if invoice.pk in newly_paid:
+                events.append(
+                    EventSpec(
+                        type=EventType.INVOICE_PAID,
+                        payload=invoice_payload(invoice, lines[invoice.pk]),
+                        customer_id=invoice.customer_id,
+                    )
+                )
+        event_emit_bulk(events=events)
+        payment_outcomes_recorded(invoice_ids=[attempt.invoice_id for attempt, _ in settled])
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -448,20 +772,28 @@ def _require_open(invoice: Invoice) -> None:
         )
 
 
-def _retry_blocked(invoice: Invoice, method: PaymentMethod) -> bool:
-    # Per payment method, whatever the invoice: card networks frown on charging a card again
-    # after a hard decline (stolen, closed...), and nothing but another method can help.
+def _retry_blocked(method: PaymentMethod) -> bool:
+    return method.pk in _blocked_methods([method.pk])
+
+
+def _blocked_methods(method_ids: Sequence[int]) -> set[int]:
+    """Those of `method_ids` whose latest settled attempt was declined hard.
+
+    Per payment method, whatever the invoice: card networks frown on charging a card again
+    after a hard decline (stolen, closed...), and nothing but another method can help.
+    """
     latest = (
-        PaymentAttempt.objects.filter(payment_method=method)
+        PaymentAttempt.objects.filter(payment_method_id__in=method_ids)
         .exclude(status__in=OPEN_ATTEMPT)
-        .order_by("-attempt_number")
-        .first()
+        .order_by("payment_method_id", F("resolved_at").desc(nulls_last=True), "-id")
+        .distinct("payment_method_id")
+        .values_list("payment_method_id", "status", "decline_kind")
     )
-    return (
-        latest is not None
-        and latest.status == PaymentAttempt.Status.DECLINED
-        and latest.decline_kind == PaymentAttempt.DeclineKind.HARD
-    )
+    return {
+        method_id
+        for method_id, status, kind in latest
+        if status == PaymentAttempt.Status.DECLINED and kind == PaymentAttempt.DeclineKind.HARD
+    }
 
 
 def _gateway_customer_reference(customer: Customer, gateway: str) -> str:
