@@ -308,16 +308,11 @@ def schedule_autocharge(invoice_ids: Sequence[int]) -> None:
     The one place autocharge is triggered. `robust`: a failure to charge is logged and never
     undoes or interrupts the caller's work (the invoices stay open for dunning).
     """
-    from billing.services.payments import invoice_autocharge
+    from billing.services.payments import invoices_autocharge
 
     ids = list(invoice_ids)
-
-    def charge() -> None:
-        for invoice_id in ids:
-            invoice_autocharge(invoice_id=invoice_id)
-
     if ids:
-        transaction.on_commit(charge, robust=True)
+        transaction.on_commit(lambda: invoices_autocharge(invoice_ids=ids), robust=True)
 
 
 def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
