@@ -1,11 +1,12 @@
 """The double-entry ledger: accounts with cached balances, immutable journal entries and lines,
 and revenue-recognition schedules.
 
-Rules the database itself enforces (migrations 0002 and 0003): every entry balances per currency
-and every line refers to an existing entry and account in the account's currency (a deferred
-constraint trigger checked at commit), posted entries and lines are never updated or deleted,
-accounts are never deleted and never change their code, currency, type or party. Amounts are
-positive with a side (debit or credit).
+Rules the database itself enforces (migrations 0002 to 0004): every entry has lines and balances
+per currency (a deferred constraint trigger per entry, checked at commit), every line refers to
+an existing entry and account in the account's currency and only the transaction that created
+an entry adds its lines (checked once per INSERT statement), posted entries and lines are never
+updated or deleted, accounts are never deleted and never change their code, currency, type or
+party. Amounts are positive with a side (debit or credit).
 
 The ledger knows nothing of invoices or customers: an entry's source is an opaque
 (source_type, source_id) pair, a schedule references an opaque source line, and an account's
@@ -162,6 +163,12 @@ class JournalEntry(models.Model):
         related_name="reversed_by",
         help_text="The entry this one reverses (an entry is reversed at most once).",
     )
+    created_txid = models.BigIntegerField(
+        db_default=models.Func(function="txid_current"),
+        editable=False,
+        help_text="The transaction that created the entry, the only one that may add its lines "
+        "(set by PostgreSQL).",
+    )
 
     class Meta:
         verbose_name_plural = "journal entries"
@@ -178,7 +185,7 @@ class JournalEntry(models.Model):
 
 
 class JournalLine(models.Model):
-    # No foreign-key constraints: the deferred check of migration 0003 verifies at commit that
+    # No foreign-key constraints: the statement-level check of migration 0004 verifies that
     # the entry and the account exist and that the line is in the account's currency. Entries
     # and accounts are never deleted nor re-keyed (triggers), so that lookup is as good as a
     # foreign key, without the key-share row lock a foreign key takes on the account rows that

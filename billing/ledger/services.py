@@ -9,8 +9,10 @@ hash, the first entry is returned and nothing was written; another input, `ledge
 (and the transaction rolls back). The first use of an account in a currency (or party) takes a
 slower path that creates it, race-safe.
 
-PostgreSQL checks at commit that each entry balances per currency (deferred constraint
-trigger) and refuses any later UPDATE or DELETE of an entry or a line.
+PostgreSQL checks at commit that each entry has lines and balances per currency (a deferred
+constraint trigger), checks as each statement ends that every line's entry was created by the
+same transaction and that its account exists in its currency, and refuses any later UPDATE or
+DELETE of an entry or a line.
 
 Routine postings are not copied into the audit log: the journal is itself append-only and names
 its source; the calling service (invoice_finalize, payment_record...) audits its own action.
@@ -41,7 +43,7 @@ from core.services import audit_record, audit_snapshot
 ZERO = Decimal("0")
 
 _ENTRY_TABLE = JournalEntry._meta.db_table
-_ENTRY_FIELDS = JournalEntry._meta.concrete_fields
+_ENTRY_ATTNAMES = [f.attname for f in JournalEntry._meta.concrete_fields]
 _LINE_TABLE = JournalLine._meta.db_table
 _ACCOUNT_TABLE = Account._meta.db_table
 
@@ -131,7 +133,7 @@ def ledger_post_batch(*, entries: Sequence[EntrySpec]) -> list[JournalEntry]:
         )
     created_at = clock.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        new_ids, booked_lines = _post_statement(cursor, prepared, created_at)
+        new_ids, booked_lines, txid = _post_statement(cursor, prepared, created_at)
         fresh = [p for p in prepared if p.spec.idempotency_key in new_ids]
         if fresh and not booked_lines:
             # First use of an account: the statement locked the accounts that exist; create
@@ -142,12 +144,13 @@ def ledger_post_batch(*, entries: Sequence[EntrySpec]) -> list[JournalEntry]:
         replayed = [p for p in prepared if p.spec.idempotency_key not in new_ids]
         existing = _check_replays(replayed) if replayed else {}
     result = []
+    alias = connection.alias
     for p in prepared:
         key = p.spec.idempotency_key
         if key in existing:
             result.append(existing[key])
         else:
-            result.append(_entry_instance(p, new_ids[key], created_at))
+            result.append(_entry_instance(p, new_ids[key], created_at, txid, alias))
     return result
 
 
@@ -233,46 +236,58 @@ def _prepare(spec: EntrySpec, index: int, in_batch: bool) -> _Prepared:
         raise ValidationError(
             "An entry has at least two lines.", code="ledger_too_few_lines", param=f"{where}lines"
         )
+    # The error params are only spelled out on failure: this loop runs for every line posted.
     lines = []
-    totals: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    net: dict[str, Decimal] = {}
     for number, posting in enumerate(spec.lines):
-        param = f"{where}lines[{number}]"
-        if posting.account_code not in CHART:
+        code = _CHART_CODES.get(posting.account_code)
+        if code is None:
             raise ValidationError(
                 f"{posting.account_code!r} is not an account of the chart.",
                 code="ledger_unknown_account",
-                param=f"{param}.account_code",
+                param=f"{where}lines[{number}].account_code",
             )
-        if posting.side not in (Side.DEBIT, Side.CREDIT):
+        if posting.side == _DEBIT:
+            side = _DEBIT
+        elif posting.side == _CREDIT:
+            side = _CREDIT
+        else:
             raise ValidationError(
-                "A line is a debit or a credit.", code="invalid", param=f"{param}.side"
+                "A line is a debit or a credit.",
+                code="invalid",
+                param=f"{where}lines[{number}].side",
             )
         if not isinstance(posting.party, str) or len(posting.party) > 64:
-            raise ValidationError("A party has 64 characters at most.", param=f"{param}.party")
-        currency = _currency(posting.currency, f"{param}.currency")
+            raise ValidationError(
+                "A party has 64 characters at most.", param=f"{where}lines[{number}].party"
+            )
+        currency = _currencies.get(posting.currency) if isinstance(posting.currency, str) else None
+        if currency is None:
+            currency = _currency(posting.currency, f"{where}lines[{number}].currency")
         amount = posting.amount
         if type(amount) is not Decimal or not amount.is_finite():
-            amount = parse_decimal(amount, param=f"{param}.amount")
+            amount = parse_decimal(amount, param=f"{where}lines[{number}].amount")
         if amount <= 0:
             raise ValidationError(
                 "Line amounts are positive; the side says which way they go.",
                 code="ledger_amount_not_positive",
-                param=f"{param}.amount",
+                param=f"{where}lines[{number}].amount",
             )
         rounded = amount.quantize(_quantum(currency))
         if rounded != amount:
             raise ValidationError(
                 f"{currency} amounts are posted in whole minor units.",
                 code="invalid_amount",
-                param=f"{param}.amount",
+                param=f"{where}lines[{number}].amount",
             )
-        amount = rounded
-        totals[currency][0 if posting.side == Side.DEBIT else 1] += amount
-        lines.append(
-            (str(posting.account_code), currency, posting.party, str(posting.side), amount)
-        )
-    for currency, (debits, credits) in totals.items():
-        if debits != credits:
+        net[currency] = net.get(currency, ZERO) + (rounded if side == _DEBIT else -rounded)
+        lines.append((code, currency, posting.party, side, rounded))
+    for currency, balance in net.items():
+        if balance:
+            debits, credits = (
+                sum((a for _, cur, _, sd, a in lines if cur == currency and sd == wanted), ZERO)
+                for wanted in (_DEBIT, _CREDIT)
+            )
             raise ValidationError(
                 f"The entry does not balance in {currency}: debits {debits}, credits {credits}.",
                 code="ledger_unbalanced",
@@ -283,20 +298,24 @@ def _prepare(spec: EntrySpec, index: int, in_batch: bool) -> _Prepared:
     return prepared
 
 
+_CHART_CODES = {code: str(code) for code in CHART}  # an AccountCode or its value -> the value
+_DEBIT, _CREDIT = str(Side.DEBIT), str(Side.CREDIT)
 _currencies: dict[str, str] = {}
 _quantum = lru_cache(maxsize=256)(quantum)
 
 
 def _currency(value: str, param: str) -> str:
-    known = _currencies.get(value) if isinstance(value, str) else None
-    if known is not None:
-        return known
+    """The normalized code of a currency the cache does not know yet (or an error)."""
     try:
         code = normalize_currency(value)
     except ValidationError as error:
         raise ValidationError(error.message, code=error.code, param=param) from None
     _currencies[value] = code
     return code
+
+
+# json.dumps(separators=(",", ":"), ensure_ascii=False) without building an encoder per call
+_canonical_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _input_hash(prepared: _Prepared) -> str:
@@ -313,8 +332,7 @@ def _input_hash(prepared: _Prepared) -> str:
             for code, currency, party, side, amount in prepared.lines
         ),
     ]
-    payload = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hashlib.sha256(_canonical_json(canonical).encode()).hexdigest()
 
 
 # --- the statements ---------------------------------------------------------------------------
@@ -370,16 +388,17 @@ WITH e AS (
 )
 SELECT
     (SELECT array_agg(ARRAY[idempotency_key, id::text]) FROM new_entries),
-    (SELECT count(*) FROM inserted)
+    (SELECT count(*) FROM inserted),
+    txid_current()
 """  # noqa: S608 - table names come from the models
 
 
 def _post_statement(
     cursor: Any, prepared: list[_Prepared], created_at: datetime
-) -> tuple[dict[str, int], int]:
+) -> tuple[dict[str, int], int, int]:
     """Insert the new entries and, if all their accounts exist, book them in one statement.
 
-    Returns ({new key: id}, the number of lines booked).
+    Returns ({new key: id}, the number of lines booked, the transaction's id).
     """
     specs = [p.spec for p in prepared]
     keys = _account_keys(prepared)
@@ -394,26 +413,43 @@ def _post_statement(
     cursor.execute(
         _POST_SQL,
         [
-            [s.idempotency_key for s in specs],
-            [p.input_hash for p in prepared],
-            [s.effective_date for s in specs],
-            [s.source_type for s in specs],
-            [s.source_id for s in specs],
-            [s.description for s in specs],
-            [s.reverses_id for s in specs],
+            _array([s.idempotency_key for s in specs]),
+            _array([p.input_hash for p in prepared]),
+            _array([s.effective_date for s in specs]),
+            _array([s.source_type for s in specs]),
+            _array([s.source_id for s in specs]),
+            _array([s.description for s in specs]),
+            _array([s.reverses_id for s in specs]),
             created_at,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            numbers,
-            accounts,
-            sides,
-            amounts,
+            _array([k[0] for k in keys]),
+            _array([k[1] for k in keys]),
+            _array([k[2] for k in keys]),
+            _array(numbers),
+            _array(accounts),
+            _array(sides),
+            _array(amounts),
             len(keys),
         ],
     )
-    new_entries, booked = cursor.fetchone()
-    return {key: int(pk) for key, pk in new_entries or []}, booked
+    new_entries, booked, txid = cursor.fetchone()
+    return {key: int(pk) for key, pk in new_entries or []}, booked, txid
+
+
+def _array(values: list[Any]) -> str:
+    """The PostgreSQL array literal of `values` (None is NULL), for a `%s::type[]` parameter.
+
+    psycopg adapts a list element by element in Python (about 5 ms for a batch of 500
+    three-line entries, as long as PostgreSQL takes to insert them); one string is adapted at
+    once.
+    """
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
 
 
 def _check_replays(replayed: list[_Prepared]) -> dict[str, JournalEntry]:
@@ -514,7 +550,9 @@ def _update_balances(cursor: Any, fresh: list[_Prepared], accounts: dict[Account
     )
 
 
-def _entry_instance(p: _Prepared, pk: int, created_at: datetime) -> JournalEntry:
+def _entry_instance(
+    p: _Prepared, pk: int, created_at: datetime, txid: int, alias: str
+) -> JournalEntry:
     spec = p.spec
     values = {
         "id": pk,
@@ -526,10 +564,7 @@ def _entry_instance(p: _Prepared, pk: int, created_at: datetime) -> JournalEntry
         "description": spec.description,
         "created_at": created_at,
         "reverses_id": spec.reverses_id,
+        "created_txid": txid,
     }
     # from_db: the positional fast path of loading a row, as if it were read back.
-    return JournalEntry.from_db(
-        connection.alias,
-        [f.attname for f in _ENTRY_FIELDS],
-        [values[f.attname] for f in _ENTRY_FIELDS],
-    )
+    return JournalEntry.from_db(alias, _ENTRY_ATTNAMES, [values[name] for name in _ENTRY_ATTNAMES])

@@ -2,7 +2,8 @@
 
 The balance check is a deferred constraint trigger: it fires at COMMIT, so these tests commit
 for real (transaction=True) and expect the error from the commit itself, or force the check
-early with SET CONSTRAINTS ALL IMMEDIATE.
+early with SET CONSTRAINTS ALL IMMEDIATE. The checks of a line's entry and account run at the
+end of each INSERT statement.
 """
 
 from __future__ import annotations
@@ -118,6 +119,135 @@ def test_the_balance_check_fires_when_constraints_are_made_immediate() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_entry_balanced_by_one_statement_and_unbalanced_by_the_next_is_refused_at_commit() -> (
+    None
+):
+    # given accounts that exist
+    _post_sale()
+    receivable = Account.objects.get(code="accounts_receivable", currency="USD")
+    deferred = Account.objects.get(code="deferred_revenue", currency="USD")
+
+    # when raw SQL writes a balanced pair of lines, then one more debit in another statement
+    with (  # noqa: PT012 - the error comes from the commit at the end of the block
+        pytest.raises(IntegrityError, match=r"does not balance in USD: debits 11\.0000"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        entry_id = _raw_entry(cursor, "raw:split")
+        cursor.execute(
+            "INSERT INTO ledger_journalline (entry_id, account_id, side, amount, currency) "
+            "VALUES (%s, %s, 'debit', 10, 'USD'), (%s, %s, 'credit', 10, 'USD')",
+            [entry_id, receivable.pk, entry_id, deferred.pk],
+        )
+        _raw_line(cursor, entry_id, receivable.pk, "debit", "1.00")
+
+    # then the commit refuses it
+    assert not JournalEntry.objects.filter(idempotency_key="raw:split").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deferred_again", [True, False])
+def test_a_line_added_after_its_entry_was_checked_early_is_checked_again(
+    deferred_again: bool,
+) -> None:
+    # given a balanced raw entry whose check has already run (and passed) in its transaction
+    _post_sale()
+    receivable = Account.objects.get(code="accounts_receivable", currency="USD")
+    deferred = Account.objects.get(code="deferred_revenue", currency="USD")
+    with (  # noqa: PT012 - the error comes from the last line or from the commit
+        pytest.raises(IntegrityError, match="does not balance in USD"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        entry_id = _raw_entry(cursor, "raw:early")
+        _raw_line(cursor, entry_id, receivable.pk, "debit", "10.00")
+        _raw_line(cursor, entry_id, deferred.pk, "credit", "10.00")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        if deferred_again:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+        # when one more line unbalances it, then it is refused (at once, or at commit)
+        _raw_line(cursor, entry_id, receivable.pk, "debit", "1.00")
+
+    assert not JournalEntry.objects.filter(idempotency_key="raw:early").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("via", ["insert", "copy"])
+def test_no_line_is_ever_added_to_an_entry_committed_earlier(via: str) -> None:
+    # given a committed entry
+    entry = _post_sale()
+    cash = Account.objects.create(code="cash", currency="USD", type="asset", created_at=NOW)
+    tax = Account.objects.get(code="tax_payable", currency="USD")
+
+    # when a later transaction adds lines to it, even a balanced pair, then they are refused
+    with (  # noqa: PT012 - one statement, refused as it ends
+        pytest.raises(IntegrityError, match=f"entry {entry.pk}, which another transaction posted"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        rows = [
+            (entry.pk, cash.pk, "debit", "1.00", "USD"),
+            (entry.pk, tax.pk, "credit", "1.00", "USD"),
+        ]
+        if via == "insert":
+            cursor.execute(
+                "INSERT INTO ledger_journalline (entry_id, account_id, side, amount, currency) "
+                "VALUES (%s, %s, %s, %s, %s), (%s, %s, %s, %s, %s)",
+                [value for row in rows for value in row],
+            )
+        else:
+            # psycopg's COPY, with Django's error classes as its execute() has them
+            with (
+                connection.wrap_database_errors,
+                cursor.copy(
+                    "COPY ledger_journalline (entry_id, account_id, side, amount, currency) "
+                    "FROM STDIN"
+                ) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+
+    # and the entry is as it was posted
+    assert JournalLine.objects.filter(entry=entry).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_added_in_a_savepoint_belong_to_the_entry_of_the_enclosing_transaction() -> None:
+    # given accounts that exist
+    _post_sale()
+    receivable = Account.objects.get(code="accounts_receivable", currency="USD")
+    deferred = Account.objects.get(code="deferred_revenue", currency="USD")
+
+    # when an entry gets its first line, and its second one inside a savepoint
+    with transaction.atomic(), connection.cursor() as cursor:
+        entry_id = _raw_entry(cursor, "raw:savepoint")
+        _raw_line(cursor, entry_id, receivable.pk, "debit", "10.00")
+        with transaction.atomic():
+            _raw_line(cursor, entry_id, deferred.pk, "credit", "10.00")
+
+    # then both are its lines
+    assert JournalLine.objects.filter(entry_id=entry_id).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_cannot_claim_another_transaction_to_receive_lines_later() -> None:
+    # when raw SQL names a future transaction as the entry's creator, then the commit refuses it
+    with (
+        pytest.raises(IntegrityError, match="created_txid is set by PostgreSQL"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "INSERT INTO ledger_journalentry (idempotency_key, input_hash, effective_date, "
+            "source_type, source_id, description, created_at, created_txid) "
+            "VALUES ('raw:claim', '', '2026-01-15', 'raw', '', '', %s, txid_current() + 10)",
+            [NOW],
+        )
+    assert not JournalEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "statement",
     [
@@ -174,17 +304,13 @@ def test_a_line_refers_to_an_entry_and_an_account_in_its_currency(
     account_id = (
         Account.objects.get(code=account, currency="USD").pk if account is not None else 999_999
     )
-    with connection.cursor() as cursor:
-        # checks run at once from here on (the posting's own pass)
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-
-        # when the line goes in, then it is refused
-        with pytest.raises(IntegrityError, match=message):
-            cursor.execute(
-                "INSERT INTO ledger_journalline (entry_id, account_id, side, amount, currency) "
-                "VALUES (%s, %s, 'debit', 1, %s)",
-                [entry or posted.pk, account_id, currency],
-            )
+    # when the line goes in, then its statement is refused at once (not at commit)
+    with connection.cursor() as cursor, pytest.raises(IntegrityError, match=message):
+        cursor.execute(
+            "INSERT INTO ledger_journalline (entry_id, account_id, side, amount, currency) "
+            "VALUES (%s, %s, 'debit', 1, %s)",
+            [entry or posted.pk, account_id, currency],
+        )
 
 
 @pytest.mark.django_db
