@@ -57,6 +57,7 @@ from billing.services.invoices import (
 from billing.webhook_payloads import invoice_payload, payment_attempt_payload, payment_payload
 from core import clock
 from core.actors import Actor
+from core.bulk import update_rows
 from core.errors import ConflictError, ValidationError
 from core.money import is_rounded
 from core.services import AuditSpec, audit_record, audit_record_bulk, audit_snapshot
@@ -680,7 +681,7 @@ def _record_successes(
             settled.append((attempt, before))
         if not settled:
             return
-        PaymentAttempt.objects.bulk_update(
+        update_rows(
             [attempt for attempt, _ in settled],
             [
                 "status",
@@ -729,7 +730,7 @@ def _record_successes(
                 AuditSpec("payment.create", payment, after=audit_snapshot(payment)),
                 AuditSpec("invoice.pay", invoice, before=before, after=audit_snapshot(invoice)),
             ]
-        Invoice.objects.bulk_update(
+        update_rows(
             [invoice for _, invoice in paid],
             ["amount_paid", "amount_due", "status", "paid_at"],
         )

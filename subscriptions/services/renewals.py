@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Prefetch
 
 from billing.models import Invoice, InvoiceLine
@@ -29,6 +29,7 @@ from billing.services.invoice_batches import InvoiceSpec, invoices_issue
 from catalog.models import Plan, PlanMeter, PlanPhase, Price, PriceList
 from core import clock
 from core.actors import Actor
+from core.bulk import update_rows
 from core.services import AuditSpec, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
@@ -182,7 +183,7 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
         renewed.append(subscription)
     if not renewed:
         return []
-    _save(renewed)
+    update_rows(renewed, _RENEWAL_FIELDS)
     event_emit_bulk(
         events=[
             EventSpec(
@@ -198,31 +199,11 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
     return renewed
 
 
-_SAVE_SQL = f"""
-UPDATE {Subscription._meta.db_table} s SET usage_billed_through = r.usage_billed_through,
-    billed_through = r.billed_through, current_period_start = r.current_period_start,
-    current_period_end = r.current_period_end, next_transition_on = r.next_transition_on,
-    updated_at = r.updated_at
-FROM unnest(%s::bigint[], %s::date[], %s::date[], %s::date[], %s::date[], %s::date[],
-    %s::timestamptz[]) AS r(id, usage_billed_through, billed_through, current_period_start,
-    current_period_end, next_transition_on, updated_at)
-WHERE s.id = r.id
-"""  # noqa: S608 - the table name comes from the model
-
-
-def _save(renewed: list[Subscription]) -> None:
-    """The fields a renewal moves, for every renewed row in one statement (bulk_update's
-    CASE per row and field costs more than the rest of the renewal)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SAVE_SQL,
-            [
-                [s.pk for s in renewed],
-                [s.usage_billed_through for s in renewed],
-                [s.billed_through for s in renewed],
-                [s.current_period_start for s in renewed],
-                [s.current_period_end for s in renewed],
-                [s.next_transition_on for s in renewed],
-                [s.updated_at for s in renewed],
-            ],
-        )
+_RENEWAL_FIELDS = [
+    "usage_billed_through",
+    "billed_through",
+    "current_period_start",
+    "current_period_end",
+    "next_transition_on",
+    "updated_at",
+]
