@@ -10,6 +10,7 @@ from django.db import connection, models, transaction
 
 from core import clock
 from core.actors import Actor
+from core.bulk import insert_rows
 from core.errors import ConflictError, ValidationError
 from core.middleware import current_request_id
 from core.models import AuditLog, TestClock
@@ -65,7 +66,7 @@ class AuditSpec:
 def audit_record_bulk(*, actor: Actor, records: Sequence[AuditSpec]) -> list[AuditLog]:
     """Audit many actions of one actor at once (the same moment, one insert)."""
     now, request_id = clock.now(), current_request_id()
-    return AuditLog.objects.bulk_create(
+    entries = [
         AuditLog(
             occurred_at=now,
             actor_type=actor.type,
@@ -80,7 +81,9 @@ def audit_record_bulk(*, actor: Actor, records: Sequence[AuditSpec]) -> list[Aud
             request_id=request_id,
         )
         for record in records
-    )
+    ]
+    insert_rows(entries)
+    return entries
 
 
 # A fixed id for the PostgreSQL advisory lock that lets one test clock advance run at a time.

@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from core import clock
 from core.actors import SYSTEM, Actor
+from core.bulk import insert_rows
 from core.errors import ConflictError, ValidationError
 from core.services import audit_record, audit_snapshot
 from core.webhooks.events import EVENT_TYPES, PING, SUBSCRIBABLE, WILDCARD, subscribes_to
@@ -346,7 +347,7 @@ def event_emit_bulk(*, events: Sequence[EventSpec]) -> list[OutboxEvent]:
     # No savepoint: the events belong to the caller's transaction, and a failure here must fail
     # the caller's change too.
     with transaction.atomic(savepoint=False):
-        OutboxEvent.objects.bulk_create(rows)
+        insert_rows(rows)
         deliveries = WebhookDelivery.objects.bulk_create(_deliveries_for(rows, now=now))
         _dispatch_on_commit([delivery.pk for delivery in deliveries])
     return rows
