@@ -24,18 +24,28 @@ def audit_snapshot(instance: models.Model) -> dict[str, Any]:
     timestamps), which `model_to_dict` would silently leave out; relations appear as ids.
     """
     opts = instance._meta
-    fields = [*opts.concrete_fields, *(opts.many_to_many if instance.pk is not None else [])]
-    return {field.name: _json_safe(field.value_from_object(instance)) for field in fields}
+    snapshot = {
+        field.name: _json_safe(getattr(instance, field.attname)) for field in opts.concrete_fields
+    }
+    if opts.many_to_many and instance.pk is not None:
+        for field in opts.many_to_many:
+            snapshot[field.name] = _json_safe(field.value_from_object(instance))
+    return snapshot
+
+
+_AS_IS = frozenset({str, int, bool, type(None)})
 
 
 def _json_safe(value: Any) -> Any:
+    if type(value) in _AS_IS:  # most values: the audit snapshots of a billing run's chunk
+        return value
     if isinstance(value, list | tuple | set):
         return [_json_safe(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, models.Model):
         return value.pk
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, bool | int | str):  # subclasses (enum members)
         return value
     return str(value)
 
