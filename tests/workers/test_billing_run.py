@@ -146,15 +146,15 @@ def test_a_due_renewal_is_invoiced_paid_booked_and_announced_by_a_real_worker(
 def test_a_worker_killed_mid_run_leaves_nothing_billed_twice_or_unbilled(
     start_worker: Callable[[str], Worker],
 ) -> None:
-    # given 1,000 monthly subscriptions due on Feb 15, each with a saved Visa
-    count = 1_000
+    # given 3,000 monthly subscriptions due on Feb 15, each with a saved Visa
+    count = 3_000
     set_clock(to=at(JAN_15))
     due_on = due_renewals_create(count=count, code="crash")
     set_clock(to=at(due_on, hour=1))
 
     # when a worker is killed (SIGKILL) in the middle of the run
     first = start_worker("first")
-    run = billing_run_start(chunk_size=25, actor=STAFF)
+    run = billing_run_start(chunk_size=100, actor=STAFF)
 
     def midway() -> bool:
         run.refresh_from_db()
@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_run_leaves_nothing_billed_twice_or_unbilled(
 
     # and a new worker runs the billing run again (the dead run's queued chunks too)
     start_worker("second")
-    again = billing_run_start(chunk_size=25, actor=STAFF)
+    again = billing_run_start(chunk_size=100, actor=STAFF)
     wait_for(run_finished(again), timeout=600, what="the second run")
 
     # then every subscription is billed exactly once for [Feb 15, Mar 15)
