@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from catalog.models import Coupon, Meter, Plan, Price, TaxRate
 from core.money import DECIMAL_PLACES, MAX_DIGITS
@@ -477,6 +478,11 @@ class PaymentAttempt(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="Wall clock: when a worker last took it to the gateway. Still pending long "
+        "after (PAYMENT_ATTEMPT_STALE_MINUTES), its worker died: the sweeper settles it.",
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -180,6 +180,12 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# A payment attempt still pending this long after its claim (wall clock) was left by a worker
+# that died mid-charge: the sweeper settles it. Longer than any gateway call can take (Stripe's
+# client waits up to 80 s a try, STRIPE_MAX_NETWORK_RETRIES more times).
+PAYMENT_ATTEMPT_STALE_MINUTES = env.int("PAYMENT_ATTEMPT_STALE_MINUTES", default=15)
+if PAYMENT_ATTEMPT_STALE_MINUTES < 5:
+    raise ImproperlyConfigured("PAYMENT_ATTEMPT_STALE_MINUTES is at least 5.")
 
 # Production hardening: DEBUG off means TLS in front of us.
 if not DEBUG:

@@ -20,6 +20,10 @@ chunk of renewals; one invoice is a batch of one): one claim transaction for the
 outcomes, rare, are recorded one by one). The outcome is exactly that of charging each invoice
 in turn: where one charge's outcome decides another's (the same payment method, which a hard
 decline blocks), the second waits for the next round of the batch.
+
+A worker that dies between the steps leaves an attempt pending (claimed, maybe charged, never
+recorded), or an invoice never attempted (it died between the finalizing commit and the
+autocharge after it). `payment_attempts_sweep` (every 10 minutes) settles both.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
+from django.utils import timezone
 
 from billing.gateways import get_gateway
 from billing.gateways.base import DECLINED, SUCCEEDED, ChargeRequest, ChargeResult
@@ -68,6 +74,7 @@ from customers.models import Customer
 logger = logging.getLogger(__name__)
 
 AUTOCHARGE = Actor.system("autocharge")
+SWEEPER = Actor.system("payment sweeper")
 OPEN_ATTEMPT = (PaymentAttempt.Status.PENDING, PaymentAttempt.Status.UNKNOWN)
 OFFLINE_METHODS = (Payment.Method.BANK_TRANSFER, Payment.Method.CHEQUE, Payment.Method.OTHER)
 
@@ -291,7 +298,8 @@ def _claim(
             # gateway answers from its idempotency record if the first call got through.
             before = audit_snapshot(open_attempt)
             open_attempt.status = PaymentAttempt.Status.PENDING
-            open_attempt.save(update_fields=["status"])
+            open_attempt.claimed_at = timezone.now()
+            open_attempt.save(update_fields=["status", "claimed_at"])
             audit_record(
                 actor=actor,
                 action="payment_attempt.retry",
@@ -521,7 +529,7 @@ def _claim_many(
                 customer_id__in=customer_ids
             ).values_list("customer_id", "gateway", "reference")
         }
-        now = clock.now()
+        now, wall = clock.now(), timezone.now()
         claimed_invoices: set[int] = set()
         claimed_methods: set[int] = set()
         for position, invoice_id in queue:
@@ -563,6 +571,7 @@ def _claim_many(
             if open_attempt is not None:
                 retried[position] = audit_snapshot(open_attempt)
                 open_attempt.status = PaymentAttempt.Status.PENDING
+                open_attempt.claimed_at = wall
             request = ChargeRequest(
                 amount=attempt.amount,
                 currency=attempt.currency,
@@ -580,7 +589,7 @@ def _claim_many(
         if retried:
             PaymentAttempt.objects.filter(
                 pk__in=[claim.attempt.pk for claim in claims if claim.position in retried]
-            ).update(status=PaymentAttempt.Status.PENDING)
+            ).update(status=PaymentAttempt.Status.PENDING, claimed_at=wall)
         audit_record_bulk(
             actor=actor,
             records=[
@@ -760,6 +769,304 @@ def _record_successes(
                 )
         event_emit_bulk(events=events)
         payment_outcomes_recorded(invoice_ids=[attempt.invoice_id for attempt, _ in settled])
+
+
+# --- the sweeper: what a dead worker left behind -----------------------------------------------
+
+_SWEEP_BATCH = 500
+_NEVER_SEEN = "Its worker died before the gateway saw the key: sent again with it."
+
+
+def payment_attempts_sweep(
+    *, stale_after: timedelta | None = None, actor: Actor = SWEEPER
+) -> dict[str, int]:
+    """Settle what workers that died mid-charge left behind, never charging anything twice.
+
+    1. An attempt still pending `stale_after` (PAYMENT_ATTEMPT_STALE_MINUTES) after its claim,
+       by the wall clock, lost its worker between the claim and the record. The gateway is asked
+       about its key: a charge it made is recorded as the worker would have (payment, ledger,
+       events, listeners); a key it never saw is marked unknown and sent again, the same key,
+       by `invoices_autocharge` (a batch) or else `payment_attempt_reconcile`.
+    2. An open invoice of an autocharge customer with no attempt at all, finalized more than
+       `stale_after` ago, lost its worker before the autocharge that follows the finalizing
+       commit: it is autocharged now. An invoice with attempts is dunning's business.
+
+    Safe to run concurrently and twice: an attempt is settled under its row lock (skipped while
+    another sweeper or a late worker holds it) and only while it is still pending. One failure
+    is logged and does not stop the others. Returns how many of each were found and settled.
+    """
+    if stale_after is None:
+        stale_after = timedelta(minutes=settings.PAYMENT_ATTEMPT_STALE_MINUTES)
+    counts: dict[str, int] = defaultdict(int)
+    # Wall clock: a dead worker is noticed by real elapsed time, even under a test clock.
+    claimed_before = timezone.now() - stale_after
+    after = 0
+    while True:
+        ids = list(
+            PaymentAttempt.objects.filter(
+                status=PaymentAttempt.Status.PENDING, claimed_at__lte=claimed_before, pk__gt=after
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)[:_SWEEP_BATCH]
+        )
+        if not ids:
+            break
+        after = ids[-1]
+        counts["stale_attempts"] += len(ids)
+        _settle_stale(ids, claimed_before=claimed_before, actor=actor, counts=counts)
+    _autocharge_unattempted(stale_after=stale_after, actor=actor, counts=counts)
+    return {kind: count for kind, count in counts.items() if count}
+
+
+def _settle_stale(
+    ids: list[int], *, claimed_before: datetime, actor: Actor, counts: dict[str, int]
+) -> None:
+    claims, answers = _lookup_charges(ids, counts=counts)
+    charged = {
+        pk: answer for pk, answer in answers.items() if answer and answer.status == SUCCEEDED
+    }
+    _record_stale_successes(
+        [claims[pk] for pk in charged],
+        charged,
+        claimed_before=claimed_before,
+        actor=actor,
+        counts=counts,
+    )
+    never_seen: list[int] = []
+    for pk, answer in answers.items():
+        if pk in charged:
+            continue
+        # Never seen: unknown first, the one state a retry with the same key takes up.
+        outcome = answer or ChargeResult.unknown(_NEVER_SEEN)
+        if not _record_stale(
+            pk, outcome, claimed_before=claimed_before, actor=actor, counts=counts
+        ):
+            continue
+        if answer is None:
+            never_seen.append(pk)
+        else:
+            counts[answer.status] += 1
+    _send_again(never_seen, actor=actor, counts=counts)
+
+
+def _lookup_charges(
+    ids: list[int], *, counts: dict[str, int]
+) -> tuple[dict[int, _Claim], dict[int, ChargeResult | None]]:
+    """The claims the dead workers held, and what the gateway made of each one's key (None:
+    never seen), asked outside any transaction. An attempt the gateway could not be asked
+    about stays pending for the next sweep."""
+    attempts = (
+        PaymentAttempt.objects.select_related("invoice", "payment_method")
+        .filter(pk__in=ids, status=PaymentAttempt.Status.PENDING)
+        .order_by("pk")
+    )
+    references = {
+        (customer_id, gateway): reference
+        for customer_id, gateway, reference in GatewayCustomer.objects.filter(
+            customer_id__in=PaymentAttempt.objects.filter(pk__in=ids).values("customer_id")
+        ).values_list("customer_id", "gateway", "reference")
+    }
+    claims: dict[int, _Claim] = {}
+    answers: dict[int, ChargeResult | None] = {}
+    for position, attempt in enumerate(attempts):
+        reference = references.get((attempt.customer_id, attempt.gateway))
+        if reference is None:
+            logger.error(
+                "Stale payment attempt %s: customer %s has no %s record.",
+                attempt.pk,
+                attempt.customer_id,
+                attempt.gateway,
+            )
+            counts["failed"] += 1
+            continue
+        request = ChargeRequest(
+            amount=attempt.amount,
+            currency=attempt.currency,
+            customer_reference=reference,
+            payment_method_reference=attempt.payment_method.reference,
+            idempotency_key=attempt.idempotency_key,
+            description=f"Invoice {attempt.invoice.number}",
+        )
+        try:
+            answers[attempt.pk] = get_gateway(attempt.gateway).lookup_charge(
+                idempotency_key=request.idempotency_key,
+                customer_reference=request.customer_reference,
+            )
+        except Exception:
+            logger.exception(
+                "Stale payment attempt %s: the gateway could not be asked.", attempt.pk
+            )
+            counts["failed"] += 1
+            continue
+        claims[attempt.pk] = _Claim(position=position, attempt=attempt, request=request)
+    return claims, answers
+
+
+def _lock_stale(
+    ids: Sequence[int], *, claimed_before: datetime
+) -> list[tuple[PaymentAttempt, Invoice]]:
+    """Those of `ids` still pending since before `claimed_before`, locked with their invoices
+    (the invoices first, as every writer of attempts locks them); rows another transaction
+    holds are skipped. Call inside a transaction."""
+    invoices = {
+        invoice.pk: invoice
+        for invoice in Invoice.objects.select_for_update(of=("self",), skip_locked=True)
+        .select_related("customer")
+        .filter(pk__in=PaymentAttempt.objects.filter(pk__in=ids).values("invoice_id"))
+        .order_by("pk")
+    }
+    # Checked again on the locked rows: a late worker, a Stripe webhook or another sweeper may
+    # have settled the attempt, or a retry claimed it afresh, since it was read.
+    attempts = (
+        PaymentAttempt.objects.select_for_update(skip_locked=True)
+        .filter(
+            pk__in=ids,
+            invoice_id__in=list(invoices),
+            status=PaymentAttempt.Status.PENDING,
+            claimed_at__lte=claimed_before,
+        )
+        .order_by("pk")
+    )
+    return [(attempt, invoices[attempt.invoice_id]) for attempt in attempts]
+
+
+def _record_stale_successes(
+    claims: list[_Claim],
+    results: dict[int, ChargeResult],
+    *,
+    claimed_before: datetime,
+    actor: Actor,
+    counts: dict[str, int],
+) -> None:
+    """The charges the gateway made, recorded together as a batch's successes are; one by one
+    if that fails, so that one bad row does not hold the others back."""
+    if not claims:
+        return
+    try:
+        with transaction.atomic():
+            locked = {
+                attempt.pk
+                for attempt, _ in _lock_stale(
+                    [claim.attempt.pk for claim in claims], claimed_before=claimed_before
+                )
+            }
+            _record_successes(
+                [claim for claim in claims if claim.attempt.pk in locked], results, actor=actor
+            )
+    except Exception:
+        logger.exception(
+            "Stale payment attempts: recording %s charges together failed.", len(claims)
+        )
+        for claim in claims:
+            if _record_stale(
+                claim.attempt.pk,
+                results[claim.attempt.pk],
+                claimed_before=claimed_before,
+                actor=actor,
+                counts=counts,
+            ):
+                counts[SUCCEEDED] += 1
+    else:
+        counts[SUCCEEDED] += len(locked)
+
+
+def _record_stale(
+    attempt_id: int,
+    result: ChargeResult,
+    *,
+    claimed_before: datetime,
+    actor: Actor,
+    counts: dict[str, int],
+) -> bool:
+    """Record `result` on the attempt if it is still a stale pending one, as a charge's outcome
+    is recorded (`payment_attempt_record_outcome`). Whether it was recorded."""
+    try:
+        with transaction.atomic():
+            locked = _lock_stale([attempt_id], claimed_before=claimed_before)
+            for attempt, invoice in locked:
+                payment_attempt_record_outcome(
+                    attempt=attempt, invoice=invoice, result=result, actor=actor
+                )
+    except Exception:
+        logger.exception("Stale payment attempt %s: its outcome was not recorded.", attempt_id)
+        counts["failed"] += 1
+        return False
+    return bool(locked)
+
+
+def _send_again(attempt_ids: list[int], *, actor: Actor, counts: dict[str, int]) -> None:
+    """Charge the attempts the gateway never saw, now unknown, with their own keys: together
+    by `invoices_autocharge` (which retries an unknown attempt with its key), then those it
+    does not take up (a pay-now of a customer who pays by invoice, a default card gone or
+    declined hard since) one by one by `payment_attempt_reconcile`."""
+    if not attempt_ids:
+        return
+    invoice_ids = dict(
+        PaymentAttempt.objects.filter(pk__in=attempt_ids).values_list("pk", "invoice_id")
+    )
+    taken: set[int] = set()
+    try:
+        made = invoices_autocharge(invoice_ids=[invoice_ids[pk] for pk in attempt_ids], actor=actor)
+        taken = {attempt.pk for attempt in made}
+    except Exception:
+        logger.exception("Stale payment attempts %s: sending them again failed.", attempt_ids)
+    counts["sent_again"] += len(taken & set(attempt_ids))
+    left = (
+        PaymentAttempt.objects.select_related("invoice", "customer", "payment_method")
+        .filter(pk__in=set(attempt_ids) - taken, status=PaymentAttempt.Status.UNKNOWN)
+        .order_by("pk")
+    )
+    for attempt in left:
+        try:
+            payment_attempt_reconcile(attempt=attempt, actor=actor)
+        except Exception:
+            logger.exception("Stale payment attempt %s: it was not sent again.", attempt.pk)
+            counts["failed"] += 1
+        else:
+            counts["sent_again"] += 1
+
+
+def _autocharge_unattempted(
+    *, stale_after: timedelta, actor: Actor, counts: dict[str, int]
+) -> None:
+    """Autocharge the open invoices of autocharge customers that were never attempted."""
+    # `finalized_at` is platform time, which under a test clock may be far from the wall clock
+    # either way, so it is compared with the platform clock. The autocharge runs at once after
+    # the finalizing commit, in the same process, before that process moves any clock on: an
+    # invoice finalized more than the stale period ago (by either clock) with no attempt at all
+    # was left by a dead worker. Without a default payment method autocharge skips it: not read.
+    finalized_before = clock.now() - stale_after
+    unattempted = (
+        Invoice.objects.filter(
+            status=Invoice.Status.OPEN,
+            amount_due__gt=0,
+            customer__autocharge=True,
+            finalized_at__lte=finalized_before,
+        )
+        .filter(~Exists(PaymentAttempt.objects.filter(invoice_id=OuterRef("pk"))))
+        .filter(
+            Exists(
+                PaymentMethod.objects.filter(
+                    customer_id=OuterRef("customer_id"),
+                    is_default=True,
+                    status=PaymentMethod.Status.ACTIVE,
+                )
+            )
+        )
+        .order_by("pk")
+    )
+    after = 0
+    while True:
+        ids = list(unattempted.filter(pk__gt=after).values_list("pk", flat=True)[:_SWEEP_BATCH])
+        if not ids:
+            break
+        after = ids[-1]
+        counts["unattempted_invoices"] += len(ids)
+        try:
+            counts["invoices_charged"] += len(invoices_autocharge(invoice_ids=ids, actor=actor))
+        except Exception:
+            logger.exception("Unattempted invoices %s..%s: autocharge failed.", ids[0], ids[-1])
+            counts["failed"] += 1
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def _rows(population: Population, *, audit_after: int, event_after: int, entry_a
                 value = labels[kind][value]
             elif field in labels and value is not None:
                 value = labels[field][value]
-            elif field in ("gateway_reference", "public_id"):
+            elif field in ("gateway_reference", "public_id", "claimed_at"):  # random, wall clock
                 value = bool(value)
             elif field == "idempotency_key":
                 value = key(value)
