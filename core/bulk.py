@@ -22,12 +22,13 @@ def update_rows(rows: Sequence[models.Model], fields: Sequence[str]) -> int:
     if not rows:
         return 0
     meta = type(rows[0])._meta
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
-    for field in columns:
-        if isinstance(field, models.JSONField) or not field.concrete:
-            raise ValueError(f"update_rows writes plain columns only, not {field.name}")
-    names = [connection.ops.quote_name(field.column) for field in columns]  # type: ignore[union-attr]
-    types = [field.db_type(connection) or "text" for field in columns]  # type: ignore[union-attr]
+    columns: list[models.Field] = []
+    for field in [meta.pk, *(meta.get_field(name) for name in fields)]:
+        if not isinstance(field, models.Field) or isinstance(field, models.JSONField):
+            raise ValueError(f"update_rows writes plain columns only, not {field}")
+        columns.append(field)
+    names = [connection.ops.quote_name(field.column) for field in columns]
+    types = [field.db_type(connection) or "text" for field in columns]
     table = connection.ops.quote_name(meta.db_table)
     sql = (
         f"UPDATE {table} AS t SET "  # noqa: S608 - names come from the model
@@ -37,7 +38,7 @@ def update_rows(rows: Sequence[models.Model], fields: Sequence[str]) -> int:
         + f") AS r({', '.join(names)}) WHERE t.{names[0]} = r.{names[0]}"
     )
     params = [
-        [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows]  # type: ignore[union-attr]
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows]
         for field in columns
     ]
     with connection.cursor() as cursor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -206,7 +206,7 @@ def _new_ids(count: int) -> list[int]:
         return [pk for (pk,) in cursor.fetchall()]
 
 
-def _lock_balances(invoices: list[Invoice], *, now: object) -> None:
+def _lock_balances(invoices: list[Invoice], *, now: datetime) -> None:
     """Lock the balances these invoices would take credit from (created at zero the first
     time, as finalizing one does), in customer order; any credit arrived since the batch was
     split is a conflict (the run retries the family on its own)."""
