@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -144,6 +145,9 @@ class Worker:
             ),
             "REDIS_URL": redis_url,
             "TEST_MODE": "true",
+            # As in production: DEBUG on would keep every query's SQL in memory and time it.
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
         }
         self._file = self.log.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
