@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +23,7 @@ from bench.renewals import Worker, due_renewals_create
 from billing.ledger.selectors import account_balance
 from billing.models import Invoice, InvoiceLine, Payment, PaymentAttempt, SimulatedCharge
 from billing.selectors import party
+from billing.services.payments import payment_attempts_sweep
 from core.actors import Actor
 from core.services import test_clock_set as set_clock
 from core.webhooks.services import webhook_endpoint_create
@@ -186,3 +187,10 @@ def test_a_worker_killed_mid_run_leaves_nothing_billed_twice_or_unbilled(
     attempts = PaymentAttempt.objects.values("invoice_id").annotate(n=Count("id"))
     assert max(row["n"] for row in attempts) == 1
     assert again.failed == 0
+
+    # and the sweeper settles what the dead worker left mid-charge: every renewal paid, once
+    payment_attempts_sweep(stale_after=timedelta(0))
+    renewed = Invoice.objects.filter(lines__period_start=FEB_15).distinct()
+    assert set(renewed.values_list("status", flat=True)) == {Invoice.Status.PAID}
+    assert Payment.objects.filter(invoice__in=renewed).count() == count
+    assert SimulatedCharge.objects.filter(status="succeeded").count() == count + 1  # + Jan 15
