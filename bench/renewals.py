@@ -11,7 +11,8 @@ log. Reported: renewals per second, the workers' peak RSS, the 1 -> 2 worker sca
 SELECT of the rows the run wrote into empty copies of their tables, indexes included).
 
 The population is made through the services once (a customer, a card, a subscription) and
-copied row by row with bulk_create (`due_renewals_create`, also used by tests/workers).
+copied row by row with bulk_create (`due_renewals_create`, also used by tests/workers), with the
+settled sub-ledger account and credit balance row each customer's first month left.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
-from billing.models import GatewayCustomer, PaymentMethod, SimulatedCard
+from billing.ledger.models import Account, AccountCode
+from billing.models import CustomerBalance, GatewayCustomer, PaymentMethod, SimulatedCard
+from billing.selectors import party
 from billing.services import payment_method_attach
 from catalog import services as catalog
 from catalog.models import PriceList
@@ -89,6 +92,11 @@ def due_renewals_create(*, count: int, start: date = START, code: str = "bench")
     gateway_customer = GatewayCustomer.objects.get(customer=customer)
     method = PaymentMethod.objects.get(customer=customer, is_default=True)
     card = SimulatedCard.objects.get(token=method.reference)
+    # What the first month left behind besides the rows copied below: the customer's receivable
+    # sub-ledger account and credit balance row (settled: zero), so the copies renew as steadily
+    # as customers with a history would.
+    receivable = Account.objects.get(code=AccountCode.ACCOUNTS_RECEIVABLE, party=party(customer.pk))
+    balance = CustomerBalance.objects.get(customer=customer)
     for offset in range(1, count, BATCH):
         numbers = range(offset, min(offset + BATCH, count))
         customers = Customer.objects.bulk_create(
@@ -107,6 +115,10 @@ def due_renewals_create(*, count: int, start: date = START, code: str = "bench")
             for c, t in zip(customers, cards, strict=True)
         )
         Subscription.objects.bulk_create(_copy(subscription, customer=c) for c in customers)
+        Account.objects.bulk_create(
+            _copy(receivable, party=party(c.pk), debit_total=0, credit_total=0) for c in customers
+        )
+        CustomerBalance.objects.bulk_create(_copy(balance, customer=c) for c in customers)
     assert subscription.next_transition_on is not None
     return subscription.next_transition_on
 
