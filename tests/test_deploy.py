@@ -128,6 +128,27 @@ def test_every_compose_variable_is_documented_in_env_example_and_none_is_unused(
     assert "SECRET_KEY=\n" in example  # no sample secret anyone could deploy with
 
 
+# Set by docker-compose.yml itself, or only by the dev runner and the test suite.
+NOT_FROM_ENV_FILE = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DEBUG",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "STATIC_ROOT",
+}
+
+
+def test_every_setting_read_from_the_environment_reaches_the_containers_and_is_documented() -> None:
+    read = set(re.findall(r'env\.\w+\(\s*"(\w+)"', (BASE_DIR / "config/settings.py").read_text()))
+    example = (BASE_DIR / ".env.example").read_text()
+    documented = set(re.findall(r"^(?:# )?(\w+)=", example, flags=re.MULTILINE))
+
+    assert {"PAYMENT_GATEWAY", "DUNNING_FINAL_ACTION", "WEBHOOK_RETRY_SCHEDULE"} <= read
+    assert read - NOT_FROM_ENV_FILE <= documented, read - NOT_FROM_ENV_FILE - documented
+    for name in ("migrate", *APP_SERVICES):
+        assert _services()[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
 def test_web_runs_gunicorn_on_the_wsgi_application_the_image_defaults_to() -> None:
     command = _services()["web"]["command"]
 
