@@ -30,6 +30,7 @@ from catalog.models import Plan, PlanMeter, PlanPhase, Price, PriceList
 from core import clock
 from core.actors import Actor
 from core.bulk import update_rows
+from core.errors import ApplicationError
 from core.services import AuditSpec, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
@@ -125,7 +126,7 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
             period_start__in={subscription.billed_through for subscription in subscriptions},
         ).values_list("subscription_id", "period_start")
     )
-    prices: dict[tuple[int, str, int, date], Price] = {}
+    prices: dict[tuple[int, str, int, date], Price | None] = {}
     now = clock.now()
     renewed, invoices, audits = [], [], []
     for subscription in subscriptions:
@@ -142,7 +143,12 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
             subscription.pricing_date,
         )
         if key not in prices:
-            prices[key] = state.phase_price(subscription, subscription.phase)
+            try:
+                prices[key] = state.phase_price(subscription, subscription.phase)
+            except ApplicationError:
+                prices[key] = None  # no price: left to family_process, which records why
+        if prices[key] is None:
+            continue
         laid_out = [
             state.span(
                 subscription,

@@ -271,3 +271,32 @@ def test_bulk_renewal_queries_do_not_grow_with_the_chunk(
 
 def _fail(family: tuple[str, int], error: Exception) -> None:
     raise AssertionError(f"{family} failed: {error}")
+
+
+def test_a_subscription_without_a_price_fails_alone_and_the_rest_renews_in_bulk(
+    db: None, django_capture_on_commit_callbacks: CaptureCallbacks
+) -> None:
+    # given three due subscriptions, one of them in a currency its plan has no price in
+    set_clock(to=datetime(2026, 1, 15, 12, tzinfo=UTC))
+    due_on = due_renewals_create(count=3, code="unpriced")
+    set_clock(to=datetime(due_on.year, due_on.month, due_on.day, 1, tzinfo=UTC))
+    unpriced = Subscription.objects.order_by("pk").last()
+    assert unpriced is not None
+    Subscription.objects.filter(pk=unpriced.pk).update(currency="EUR")
+    families = due_families(due_on)
+    failures: list[tuple[tuple[str, int], Exception]] = []
+
+    # when the chunk is processed
+    with django_capture_on_commit_callbacks(execute=True):
+        renewed = renewals_process([key for _, key in families], due_on, actor=STAFF)
+        counts = families_process(
+            families, due_on, actor=STAFF, on_failure=lambda f, e: failures.append((f, e))
+        )
+
+    # then the bulk path renewed the two priced ones, and the third failed on its own
+    assert len(renewed) == 2
+    assert unpriced.pk not in renewed
+    assert dict(+counts) == {"failed": 1}
+    assert [(family, getattr(error, "code", None)) for family, error in failures] == [
+        (("base", unpriced.pk), "currency_mismatch")
+    ]
