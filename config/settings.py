@@ -272,6 +272,11 @@ WEBHOOK_DISABLE_AFTER_HOURS = env.int("WEBHOOK_DISABLE_AFTER_HOURS", default=72)
 WEBHOOK_ALERT_EMAILS = env.list("WEBHOOK_ALERT_EMAILS", default=[])
 # A queued delivery whose task has not run after this long is queued again (lost task).
 WEBHOOK_REDISPATCH_AFTER_SECONDS = env.int("WEBHOOK_REDISPATCH_AFTER_SECONDS", default=300)
+# Outbox events (and their deliveries and attempts) older than this are pruned daily, once no
+# delivery of theirs is still waiting.
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=90)
+if WEBHOOK_EVENT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("WEBHOOK_EVENT_RETENTION_DAYS is at least 1.")
 if WEBHOOK_TIMEOUT_SECONDS < 1 or any(seconds < 0 for seconds in WEBHOOK_RETRY_SCHEDULE):
     raise ImproperlyConfigured(
         "WEBHOOK_TIMEOUT_SECONDS is at least 1; WEBHOOK_RETRY_SCHEDULE lists seconds, 0 or more."

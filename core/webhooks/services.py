@@ -353,6 +353,34 @@ def event_emit_bulk(*, events: Sequence[EventSpec]) -> list[OutboxEvent]:
     return rows
 
 
+def webhook_events_prune(*, batch: int = 5_000, max_batches: int = 200) -> int:
+    """Delete the outbox events older than WEBHOOK_EVENT_RETENTION_DAYS (platform clock) whose
+    deliveries are all settled, with their deliveries and attempts; returns how many.
+
+    An event with a delivery still pending or retrying is kept until it settles. Deleted in
+    batches (oldest first), each its own transaction, so a backlog never holds one long lock.
+    """
+    cutoff = clock.now() - timedelta(days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
+    waiting = WebhookDelivery.objects.filter(status__in=_OPEN).values("event_id")
+    prunable = (
+        OutboxEvent.objects.filter(created_at__lt=cutoff)
+        .exclude(pk__in=waiting)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    pruned = 0
+    for _ in range(max_batches):
+        with transaction.atomic():
+            ids = list(prunable[:batch])
+            if not ids:
+                break
+            WebhookDeliveryAttempt.objects.filter(delivery__event_id__in=ids).delete()
+            WebhookDelivery.objects.filter(event_id__in=ids).delete()
+            OutboxEvent.objects.filter(pk__in=ids).delete()
+        pruned += len(ids)
+    return pruned
+
+
 def event_body(event: OutboxEvent) -> bytes:
     """The request body of an event: the bytes that are signed and sent, the same every time."""
     document = {

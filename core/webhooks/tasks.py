@@ -16,6 +16,7 @@ from core.webhooks.services import (
     webhook_deliver,
     webhook_dispatch_due,
     webhook_endpoint_notify_disabled,
+    webhook_events_prune,
 )
 
 _INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError)
@@ -58,3 +59,9 @@ def webhook_retry_due() -> int:
 def notify_webhook_endpoint_disabled(endpoint_id: int) -> bool:
     """Email that an endpoint was disabled for failing (once per disabling)."""
     return webhook_endpoint_notify_disabled(endpoint_id=endpoint_id)
+
+
+@shared_task(acks_late=True, autoretry_for=_INFRASTRUCTURE_ERRORS, retry_backoff=True)
+def webhook_events_prune_old() -> int:
+    """Daily (django-celery-beat): delete settled outbox events past their retention."""
+    return webhook_events_prune()
