@@ -272,6 +272,12 @@ WEBHOOK_DISABLE_AFTER_HOURS = env.int("WEBHOOK_DISABLE_AFTER_HOURS", default=72)
 WEBHOOK_ALERT_EMAILS = env.list("WEBHOOK_ALERT_EMAILS", default=[])
 # A queued delivery whose task has not run after this long is queued again (lost task).
 WEBHOOK_REDISPATCH_AFTER_SECONDS = env.int("WEBHOOK_REDISPATCH_AFTER_SECONDS", default=300)
+# A webhook URL that is (or resolves to) a private, loopback, link-local or otherwise non-public
+# address would let a partner reach inside the network the platform runs in (SSRF): refused,
+# at registration and again before each request, unless allowed (development, the test clock).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool(
+    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=DEBUG or TEST_MODE
+)
 # Outbox events (and their deliveries and attempts) older than this are pruned daily, once no
 # delivery of theirs is still waiting.
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=90)

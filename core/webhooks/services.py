@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -642,7 +644,32 @@ def _clean_url(value: object) -> str:
         raise ValidationError(
             "Webhook endpoints must use https.", code="https_required", param="url"
         )
+    private = _non_public_address(parts.hostname or "")
+    if private is not None:
+        raise ValidationError(
+            f"{parts.hostname} is or resolves to a non-public address ({private}): webhooks are "
+            "sent to public addresses only.",
+            code="url_not_public",
+            param="url",
+        )
     return url
+
+
+def _non_public_address(host: str) -> str | None:
+    """The first private, loopback, link-local, reserved or multicast address `host` is or
+    resolves to; None when all are public, when it does not resolve (yet), or when
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES is on."""
+    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            return str(address)
+    return None
 
 
 def _clean_enabled_events(value: object) -> list[str]:
@@ -870,6 +897,16 @@ def _post(url: str, *, body: bytes, headers: dict[str, str]) -> _Outcome:
     status: int | None = None
     excerpt = b""
     error = ""
+    # Checked again now: a public name registered long ago may point inside the network today.
+    host = urlsplit(url).hostname or ""
+    private = _non_public_address(host)
+    if private is not None:
+        return _Outcome(
+            status=None,
+            excerpt="",
+            error=f"Not sent: {host} resolves to a non-public address ({private}).",
+            duration_ms=0,
+        )
     try:
         with requests.post(
             url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
