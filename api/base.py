@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import generics, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from api.authentication import ApiClient
@@ -75,7 +76,17 @@ class PlatformGenericAPIView(IdempotentDispatchMixin, generics.GenericAPIView):
 
 
 class PlatformViewSet(IdempotentDispatchMixin, viewsets.GenericViewSet):
-    pass
+    def paginated_response(self, queryset: Any, serializer_class: type[Serializer]) -> Response:
+        """One page of `queryset`, serialized, with the cursor links."""
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def query_filters(request: Request, serializer_class: type[Serializer]) -> dict[str, Any]:
+    """The request's query string, validated (an invalid one is the usual 400)."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
 
 
 def partner_scope(request: Request) -> Partner | None:

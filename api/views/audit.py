@@ -10,7 +10,7 @@ from rest_framework import mixins
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.base import PlatformGenericAPIView
+from api.base import PlatformGenericAPIView, query_filters
 from api.serializers.audit import AuditLogFilterSerializer, AuditLogSerializer
 from core.models import AuditLog
 from core.selectors import audit_log_list
@@ -22,9 +22,7 @@ class AuditLogListView(mixins.ListModelMixin, PlatformGenericAPIView):
     filter_backends: list[Any] = []  # filters are the selector's, validated below
 
     def get_queryset(self) -> QuerySet[AuditLog]:
-        filters = AuditLogFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return audit_log_list(**filters.validated_data)
+        return audit_log_list(**query_filters(self.request, AuditLogFilterSerializer))
 
     @extend_schema(
         operation_id="audit_log_list",

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.billing import (
     CreditNoteCreateSerializer,
@@ -149,9 +149,7 @@ class InvoiceViewSet(PlatformViewSet):
         return super().get_content_negotiator()
 
     def list(self, request: Request) -> Response:
-        query = InvoiceListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, InvoiceListQuerySerializer)
         invoices = invoice_list(
             partner=partner_scope(request),
             customer_id=filters.get("customer"),
@@ -159,8 +157,7 @@ class InvoiceViewSet(PlatformViewSet):
             status=filters.get("status"),
             number=filters.get("number"),
         )
-        page = self.paginate_queryset(invoices)
-        return self.get_paginated_response(InvoiceSerializer(page, many=True).data)
+        return self.paginated_response(invoices, InvoiceSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         invoice = invoice_get(pk=pk, partner=partner_scope(request))
@@ -317,15 +314,13 @@ class CreditNoteViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = CreditNoteListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = query_filters(request, CreditNoteListQuerySerializer)
         notes = credit_note_list(
             partner=partner_scope(request),
-            invoice_id=query.validated_data.get("invoice"),
-            customer_id=query.validated_data.get("customer"),
+            invoice_id=query.get("invoice"),
+            customer_id=query.get("customer"),
         )
-        page = self.paginate_queryset(notes)
-        return self.get_paginated_response(CreditNoteSerializer(page, many=True).data)
+        return self.paginated_response(notes, CreditNoteSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         note = credit_note_get(pk=pk, partner=partner_scope(request))

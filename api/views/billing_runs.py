@@ -52,8 +52,9 @@ class BillingRunViewSet(PlatformViewSet):
     required_scopes = {"list": "admin", "retrieve": "admin", "create": "admin"}
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(billing_run_list().prefetch_related("failures"))
-        return self.get_paginated_response(BillingRunSerializer(page, many=True).data)
+        return self.paginated_response(
+            billing_run_list().prefetch_related("failures"), BillingRunSerializer
+        )
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(BillingRunSerializer(billing_run_get(run_id=int(pk))).data)

@@ -195,8 +195,7 @@ class CatalogReadCreateViewSet(PlatformViewSet):
         return Response(self.output(fresh).data, status=status_code)
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(self.output(page, many=True).data)
+        return self.paginated_response(self.filter_queryset(self.get_queryset()), self.output)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(self.output(self.get_object()).data)

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.customers import (
     CustomerListQuerySerializer,
@@ -67,14 +67,11 @@ class CustomerViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = CustomerListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = dict(query.validated_data)
+        filters = query_filters(request, CustomerListQuerySerializer)
         customers = customer_list(
             partner=partner_scope(request), partner_code=filters.pop("partner", None), **filters
         )
-        page = self.paginate_queryset(customers)
-        return self.get_paginated_response(CustomerSerializer(page, many=True).data)
+        return self.paginated_response(customers, CustomerSerializer)
 
     def create(self, request: Request) -> Response:
         scope = partner_scope(request)
@@ -128,8 +125,7 @@ class CustomerInteractionViewSet(PlatformViewSet):
 
     def list(self, request: Request, customer_id: str) -> Response:
         customer = customer_get(pk=customer_id, partner=partner_scope(request))
-        page = self.paginate_queryset(interactions_for(customer=customer))
-        return self.get_paginated_response(InteractionSerializer(page, many=True).data)
+        return self.paginated_response(interactions_for(customer=customer), InteractionSerializer)
 
     def create(self, request: Request, customer_id: str) -> Response:
         scope = partner_scope(request)

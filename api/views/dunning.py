@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.dunning import DunningCaseListQuerySerializer, DunningCaseSerializer
 from subscriptions.selectors import dunning_case_get, dunning_case_list
@@ -40,17 +40,14 @@ class DunningCaseViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = DunningCaseListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, DunningCaseListQuerySerializer)
         cases = dunning_case_list(
             partner=partner_scope(request),
             customer_id=filters.get("customer"),
             status=filters.get("status"),
             stage=filters.get("stage"),
         )
-        page = self.paginate_queryset(cases)
-        return self.get_paginated_response(DunningCaseSerializer(page, many=True).data)
+        return self.paginated_response(cases, DunningCaseSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         case = dunning_case_get(pk=pk, partner=partner_scope(request))

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, id_parameter
+from api.base import PlatformViewSet, id_parameter, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.ledger import (
     AccountListQuerySerializer,
@@ -61,10 +61,8 @@ class AccountViewSet(PlatformViewSet):
     required_scopes = {"list": "admin", "retrieve": "admin"}
 
     def list(self, request: Request) -> Response:
-        query = AccountListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        page = self.paginate_queryset(account_list(**query.validated_data))
-        return self.get_paginated_response(AccountSerializer(page, many=True).data)
+        query = query_filters(request, AccountListQuerySerializer)
+        return self.paginated_response(account_list(**query), AccountSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         account = Account.objects.filter(pk=int(pk)).first()
@@ -96,9 +94,7 @@ class JournalEntryViewSet(PlatformViewSet):
     required_scopes = {"list": "admin", "retrieve": "admin"}
 
     def list(self, request: Request) -> Response:
-        query = JournalEntryListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = dict(query.validated_data)
+        filters = query_filters(request, JournalEntryListQuerySerializer)
         account_id = filters.pop("account", None)
         account = None
         if account_id is not None:
@@ -107,8 +103,9 @@ class JournalEntryViewSet(PlatformViewSet):
                 raise NotFoundError(
                     f"No such account: {account_id}.", code="account_not_found", param="account"
                 )
-        page = self.paginate_queryset(journal_entry_list(account=account, **filters))
-        return self.get_paginated_response(JournalEntrySerializer(page, many=True).data)
+        return self.paginated_response(
+            journal_entry_list(account=account, **filters), JournalEntrySerializer
+        )
 
     def retrieve(self, request: Request, pk: str) -> Response:
         try:
@@ -145,11 +142,8 @@ class ReportViewSet(PlatformViewSet):
     )
     @action(detail=False, methods=["get"])
     def trial_balance(self, request: Request) -> Response:
-        query = TrialBalanceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        report = trial_balance(
-            as_of=query.validated_data.get("as_of"), currency=query.validated_data.get("currency")
-        )
+        query = query_filters(request, TrialBalanceQuerySerializer)
+        report = trial_balance(as_of=query.get("as_of"), currency=query.get("currency"))
         body = {
             "as_of": report.as_of,
             "balanced": report.balanced,
@@ -171,9 +165,8 @@ class ReportViewSet(PlatformViewSet):
     )
     @action(detail=False, methods=["get"])
     def revenue(self, request: Request) -> Response:
-        query = PeriodQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        rows = revenue_by_month(**query.validated_data)
+        query = query_filters(request, PeriodQuerySerializer)
+        rows = revenue_by_month(**query)
         return Response(RevenueSerializer({"rows": rows}).data)
 
     @extend_schema(
@@ -186,9 +179,8 @@ class ReportViewSet(PlatformViewSet):
     )
     @action(detail=False, methods=["get"])
     def deferred_revenue(self, request: Request) -> Response:
-        query = DeferredQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        rows = deferred_revenue_waterfall(**query.validated_data)
+        query = query_filters(request, DeferredQuerySerializer)
+        rows = deferred_revenue_waterfall(**query)
         return Response(DeferredSerializer({"rows": rows}).data)
 
     @extend_schema(
@@ -201,9 +193,8 @@ class ReportViewSet(PlatformViewSet):
     )
     @action(detail=False, methods=["get"])
     def ar_aging(self, request: Request) -> Response:
-        query = AgingQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        as_of = query.validated_data.get("as_of") or clock.today()
+        query = query_filters(request, AgingQuerySerializer)
+        as_of = query.get("as_of") or clock.today()
         rows = receivables_aging(as_of=as_of)
         return Response(AgingSerializer({"as_of": as_of, "rows": rows}).data)
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet
+from api.base import PlatformViewSet, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.notifications import (
     NotificationDetailSerializer,
@@ -46,9 +46,7 @@ class NotificationViewSet(PlatformViewSet):
     required_scopes = {"list": "admin", "retrieve": "admin"}
 
     def list(self, request: Request) -> Response:
-        query = NotificationListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, NotificationListQuerySerializer)
         notifications = notification_list(
             kind=filters.get("kind"),
             customer_id=filters.get("customer"),
@@ -56,8 +54,7 @@ class NotificationViewSet(PlatformViewSet):
             created_after=filters.get("created_after"),
             created_before=filters.get("created_before"),
         )
-        page = self.paginate_queryset(notifications)
-        return self.get_paginated_response(NotificationSerializer(page, many=True).data)
+        return self.paginated_response(notifications, NotificationSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(NotificationDetailSerializer(notification_get(pk=pk)).data)

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, id_parameter, partner_scope
+from api.base import PlatformViewSet, id_parameter, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.payments import (
     OfflinePaymentSerializer,
@@ -96,15 +96,13 @@ class PaymentMethodViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = PaymentMethodListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = query_filters(request, PaymentMethodListQuerySerializer)
         methods = payment_method_list(
             partner=partner_scope(request),
-            customer_id=query.validated_data.get("customer"),
-            include_detached=query.validated_data["include_detached"],
+            customer_id=query.get("customer"),
+            include_detached=query["include_detached"],
         )
-        page = self.paginate_queryset(methods)
-        return self.get_paginated_response(PaymentMethodSerializer(page, many=True).data)
+        return self.paginated_response(methods, PaymentMethodSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         method = payment_method_get(pk=pk, partner=partner_scope(request))
@@ -180,17 +178,14 @@ class PaymentAttemptViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = PaymentAttemptListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, PaymentAttemptListQuerySerializer)
         attempts = payment_attempt_list(
             partner=partner_scope(request),
             invoice_id=filters.get("invoice"),
             customer_id=filters.get("customer"),
             status=filters.get("status"),
         )
-        page = self.paginate_queryset(attempts)
-        return self.get_paginated_response(PaymentAttemptSerializer(page, many=True).data)
+        return self.paginated_response(attempts, PaymentAttemptSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         attempt = payment_attempt_get(pk=pk, partner=partner_scope(request))
@@ -238,17 +233,14 @@ class PaymentViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = PaymentListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, PaymentListQuerySerializer)
         payments = payment_list(
             partner=partner_scope(request),
             customer_id=filters.get("customer"),
             invoice_id=filters.get("invoice"),
             status=filters.get("status"),
         )
-        page = self.paginate_queryset(payments)
-        return self.get_paginated_response(PaymentSerializer(page, many=True).data)
+        return self.paginated_response(payments, PaymentSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         payment = payment_get(pk=pk, partner=partner_scope(request))
@@ -316,15 +308,13 @@ class RefundViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = RefundListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = query_filters(request, RefundListQuerySerializer)
         refunds = refund_list(
             partner=partner_scope(request),
-            payment_id=query.validated_data.get("payment"),
-            customer_id=query.validated_data.get("customer"),
+            payment_id=query.get("payment"),
+            customer_id=query.get("customer"),
         )
-        page = self.paginate_queryset(refunds)
-        return self.get_paginated_response(RefundSerializer(page, many=True).data)
+        return self.paginated_response(refunds, RefundSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(RefundSerializer(refund_get(pk=pk, partner=partner_scope(request))).data)

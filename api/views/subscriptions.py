@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.billing import InvoiceSerializer
 from api.serializers.subscriptions import (
@@ -162,13 +162,11 @@ class SubscriptionViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = SubscriptionListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        subscriptions = subscription_list(
-            partner=partner_scope(request), **query.validated_data
-        ).prefetch_related("discounts__coupon", "discounts__promotion_code")
-        page = self.paginate_queryset(subscriptions)
-        return self.get_paginated_response(SubscriptionSerializer(page, many=True).data)
+        query = query_filters(request, SubscriptionListQuerySerializer)
+        subscriptions = subscription_list(partner=partner_scope(request), **query).prefetch_related(
+            "discounts__coupon", "discounts__promotion_code"
+        )
+        return self.paginated_response(subscriptions, SubscriptionSerializer)
 
     def create(self, request: Request) -> Response:
         scope = partner_scope(request)
@@ -335,8 +333,9 @@ class SubscriptionViewSet(PlatformViewSet):
     @action(detail=True, methods=["get"], pagination_class=TimelinePagination)
     def timeline(self, request: Request, pk: str) -> Response:
         subscription = self._subscription(pk)
-        page = self.paginate_queryset(subscription_timeline(subscription=subscription))
-        return self.get_paginated_response(SubscriptionEventSerializer(page, many=True).data)
+        return self.paginated_response(
+            subscription_timeline(subscription=subscription), SubscriptionEventSerializer
+        )
 
     @extend_schema(
         summary="Preview the next invoice",
@@ -374,8 +373,9 @@ class CustomerSubscriptionViewSet(PlatformViewSet):
     def list(self, request: Request, customer_id: str) -> Response:
         scope = partner_scope(request)
         customer = customer_get(pk=customer_id, partner=scope)
-        page = self.paginate_queryset(subscription_list(partner=scope, customer=customer))
-        return self.get_paginated_response(SubscriptionSerializer(page, many=True).data)
+        return self.paginated_response(
+            subscription_list(partner=scope, customer=customer), SubscriptionSerializer
+        )
 
 
 def register(router: DefaultRouter) -> None:

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.usage import (
     CustomerEntitlementsSerializer,
@@ -78,9 +78,7 @@ class UsageEventViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = UsageEventListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, UsageEventListQuerySerializer)
         events = usage_event_list(
             partner=partner_scope(request),
             customer_id=filters.get("customer"),
@@ -90,8 +88,7 @@ class UsageEventViewSet(PlatformViewSet):
             occurred_after=filters.get("occurred_after"),
             occurred_before=filters.get("occurred_before"),
         )
-        page = self.paginate_queryset(events)
-        return self.get_paginated_response(UsageEventSerializer(page, many=True).data)
+        return self.paginated_response(events, UsageEventSerializer)
 
     def create(self, request: Request) -> Response:
         scope = partner_scope(request)
@@ -138,9 +135,7 @@ class UsageSummaryViewSet(PlatformViewSet):
     pagination_class = None
 
     def list(self, request: Request) -> Response:
-        query = UsageSummaryQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, UsageSummaryQuerySerializer)
         subscription = usage_subscription_get(
             pk=filters["subscription"], partner=partner_scope(request)
         )

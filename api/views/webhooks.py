@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from api.base import PlatformViewSet, partner_scope
+from api.base import PlatformViewSet, partner_scope, query_filters
 from api.pagination import IdCursorPagination
 from api.serializers.webhooks import (
     EventDetailSerializer,
@@ -110,13 +110,11 @@ class WebhookEndpointViewSet(PlatformViewSet):
     }
 
     def list(self, request: Request) -> Response:
-        query = WebhookEndpointListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = query_filters(request, WebhookEndpointListQuerySerializer)
         endpoints = webhook_endpoint_list(
-            partner=partner_scope(request), status=query.validated_data.get("status")
+            partner=partner_scope(request), status=query.get("status")
         )
-        page = self.paginate_queryset(endpoints)
-        return self.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
+        return self.paginated_response(endpoints, WebhookEndpointSerializer)
 
     def create(self, request: Request) -> Response:
         payload = WebhookEndpointCreateSerializer(data=request.data)
@@ -238,9 +236,7 @@ class EventViewSet(PlatformViewSet):
     pagination_class = IdCursorPagination
 
     def list(self, request: Request) -> Response:
-        query = EventListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, EventListQuerySerializer)
         events = event_list(
             partner=partner_scope(request),
             type=filters.get("type"),
@@ -248,8 +244,7 @@ class EventViewSet(PlatformViewSet):
             created_after=filters.get("created_after"),
             created_before=filters.get("created_before"),
         )
-        page = self.paginate_queryset(events)
-        return self.get_paginated_response(EventSerializer(page, many=True).data)
+        return self.paginated_response(events, EventSerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         event = event_get(public_id=pk, partner=partner_scope(request))
@@ -280,17 +275,14 @@ class WebhookDeliveryViewSet(PlatformViewSet):
     required_scopes = {"resend": "admin"}
 
     def list(self, request: Request) -> Response:
-        query = WebhookDeliveryListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
+        filters = query_filters(request, WebhookDeliveryListQuerySerializer)
         deliveries = webhook_delivery_list(
             partner=partner_scope(request),
             endpoint_id=filters.get("endpoint"),
             status=filters.get("status"),
             event_public_id=filters.get("event"),
         )
-        page = self.paginate_queryset(deliveries)
-        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+        return self.paginated_response(deliveries, WebhookDeliverySerializer)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return _delivery_response(pk, request, code=status.HTTP_200_OK)
