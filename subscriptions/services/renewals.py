@@ -135,7 +135,6 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
         until = state.cadence(subscription).containing(start).end
         if until <= day or (subscription.pk, start) in billed_before:
             continue  # several periods behind, or billed oddly before: one family at a time
-        before = audit_snapshot(subscription)
         key = (
             subscription.phase_id,
             subscription.currency,
@@ -161,6 +160,7 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
         lines = state.charge_specs(
             subscription, start, until, laid_out=laid_out, billed_before=False
         )
+        before = audit_snapshot(subscription)
         # What `transitions.step` does at a period end, for a subscription with nothing else
         # due: usage (none) closed, the next period billed in advance.
         if subscription.usage_billed_through is None or subscription.usage_billed_through < start:
