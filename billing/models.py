@@ -69,7 +69,10 @@ class Invoice(models.Model):
         USAGE = "usage", "Usage"
         MANUAL = "manual", "One-off"
 
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    # Indexed by (customer, -id) below: no index of its own.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="invoices", db_index=False
+    )
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     billing_reason = models.CharField(max_length=24, choices=BillingReason.choices)
@@ -77,7 +80,7 @@ class Invoice(models.Model):
         DocumentSequence, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     sequence_number = models.PositiveIntegerField(null=True, blank=True)
-    number = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    number = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - none while draft
     subtotal = _money(default=Decimal("0"), help_text="Sum of line amounts before discounts.")
     discount_total = _money(default=Decimal("0"))
     tax_total = _money(default=Decimal("0"))
@@ -104,6 +107,7 @@ class Invoice(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=CURRENCY_ISO, name="invoice_currency_iso"),
+            models.UniqueConstraint(fields=["number"], name="invoice_number_unique"),
             models.UniqueConstraint(
                 fields=["sequence", "sequence_number"], name="invoice_sequence_number_unique"
             ),
@@ -463,7 +467,7 @@ class PaymentAttempt(models.Model):
         Customer, on_delete=models.PROTECT, related_name="payment_attempts"
     )
     attempt_number = models.PositiveIntegerField()
-    idempotency_key = models.CharField(max_length=100, unique=True)
+    idempotency_key = models.CharField(max_length=100)
     trigger = models.CharField(max_length=12, choices=Trigger.choices)
     amount = _money()
     currency = models.CharField(max_length=3)
@@ -490,6 +494,7 @@ class PaymentAttempt(models.Model):
             models.UniqueConstraint(
                 fields=["invoice", "attempt_number"], name="payment_attempt_number_unique"
             ),
+            models.UniqueConstraint(fields=["idempotency_key"], name="payment_attempt_key_unique"),
             models.UniqueConstraint(
                 fields=["invoice"],
                 condition=Q(status__in=["pending", "unknown"]),
@@ -718,8 +723,8 @@ class SimulatedCharge(models.Model):
     """A charge as the simulated gateway keeps it, keyed like a real gateway by the caller's
     idempotency key: the same key never charges twice."""
 
-    idempotency_key = models.CharField(max_length=100, unique=True)
-    reference = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=100)
+    reference = models.CharField(max_length=64)
     token = models.CharField(max_length=64)
     amount = _money()
     currency = models.CharField(max_length=3)
@@ -727,6 +732,12 @@ class SimulatedCharge(models.Model):
     decline_code = models.CharField(max_length=64, blank=True)
     amount_refunded = _money(default=Decimal("0"))
     created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="simulated_charge_key_unique"),
+            models.UniqueConstraint(fields=["reference"], name="simulated_charge_reference_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.reference

@@ -17,5 +17,6 @@ from billing.services.payments import payment_attempts_sweep as sweep
 def payment_attempts_sweep() -> dict[str, int]:
     """Every 10 minutes (django-celery-beat): settle the charges workers that died mid-charge
     left behind (attempts pending past PAYMENT_ATTEMPT_STALE_MINUTES, autocharge invoices never
-    attempted). Each attempt is settled once under its lock, so a second run does nothing."""
+    attempted) and the outcomes left unknown that long. Each attempt is settled once under its
+    lock, so a second run does nothing."""
     return sweep()

@@ -8,8 +8,10 @@ tests/webhooks/test_emission.py holds each equal to the API's representation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from billing.models import CreditNote, Invoice, InvoiceLine, Payment, PaymentAttempt, Refund
 from core.money import format_amount, minor_units
@@ -20,7 +22,15 @@ _TAX_PERCENT_PLACES = Decimal("0.0001")
 
 def amount(value: Decimal | None, currency: str) -> str | None:
     """An amount with exactly the currency's decimals (the API's `AmountField`)."""
-    return None if value is None else format_amount(value, currency)
+    return None if value is None else _formatted(value, currency)
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _formatted(value: Decimal, currency: str) -> str:
+    # A billing run formats the same few amounts thousands of times (prices, taxes, zeros).
+    # Equal decimals (31.0, 31.00, -0) round to the same string, so the cache may answer for
+    # one with the other's; typed: a float is still refused, not answered for its equal.
+    return format_amount(value, currency)
 
 
 def unit_amount(value: Decimal | None, currency: str) -> str | None:
@@ -36,7 +46,44 @@ def _quantity(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def _line_payload(line: InvoiceLine, currency: str) -> dict[str, Any]:
+class LineValues(NamedTuple):
+    """An invoice line as far as its payload shows it, read as plain values: a batch's
+    hundreds of lines without model instances. `InvoiceLine.objects...values_list(
+    *LINE_VALUES)` reads it (with the coupon's code)."""
+
+    pk: int
+    position: int
+    kind: str
+    description: str
+    subscription_id: int | None
+    plan_id: int | None
+    price_id: int | None
+    meter_id: int | None
+    period_start: date | None
+    period_end: date | None
+    proration_days: int | None
+    period_days: int | None
+    quantity: Decimal
+    unit_amount: Decimal
+    amount: Decimal
+    coupon_code: str | None
+    discount_amount: Decimal
+    tax_percent: Decimal
+    tax_inclusive: bool
+    tax_amount: Decimal
+    total: Decimal
+
+
+LINE_VALUES = tuple(
+    "coupon__code" if name == "coupon_code" else name for name in LineValues._fields
+)
+
+
+def _line_payload(line: InvoiceLine | LineValues, currency: str) -> dict[str, Any]:
+    if isinstance(line, LineValues):
+        coupon = line.coupon_code
+    else:
+        coupon = line.coupon.code if line.coupon_id is not None else None  # type: ignore[union-attr]
     return {
         "id": line.pk,
         "position": line.position,
@@ -53,7 +100,7 @@ def _line_payload(line: InvoiceLine, currency: str) -> dict[str, Any]:
         "quantity": _quantity(line.quantity),
         "unit_amount": unit_amount(line.unit_amount, currency),
         "amount": amount(line.amount, currency),
-        "coupon": line.coupon.code if line.coupon_id is not None else None,  # type: ignore[union-attr]
+        "coupon": coupon,
         "discount_amount": amount(line.discount_amount, currency),
         "tax_percent": f"{Decimal(line.tax_percent).quantize(_TAX_PERCENT_PLACES):f}",
         "tax_inclusive": line.tax_inclusive,
@@ -62,7 +109,9 @@ def _line_payload(line: InvoiceLine, currency: str) -> dict[str, Any]:
     }
 
 
-def invoice_payload(invoice: Invoice, lines: Sequence[InvoiceLine] | None = None) -> dict[str, Any]:
+def invoice_payload(
+    invoice: Invoice, lines: Sequence[InvoiceLine | LineValues] | None = None
+) -> dict[str, Any]:
     """`lines`: the invoice's lines when the caller holds them (a batch), else they are read."""
     currency = invoice.currency
     return {

@@ -63,7 +63,9 @@ def is_valid_currency(currency: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=512)
 def quantum(currency: str) -> Decimal:
+    """The currency's minor unit (USD 0.01, JPY 1); cached, as every rounding asks for it."""
     return Decimal(1).scaleb(-minor_units(currency))
 
 

@@ -34,8 +34,7 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
 
 from billing.models import Invoice, InvoiceLine, PaymentAttempt
 from billing.services import invoice_autocharge, invoice_mark_uncollectible
@@ -129,20 +128,26 @@ def dunning_sync_invoices(invoice_ids: Sequence[int]) -> None:
 
 
 def _needing_sync(invoice_ids: Sequence[int]) -> list[int]:
-    return list(
-        Invoice.objects.filter(pk__in=invoice_ids)
-        .filter(
-            Q(dunning_case__status=DunningCase.Status.OPEN)
-            | Q(
-                dunning_case__isnull=True,
-                status=Invoice.Status.OPEN,
-                payment_attempts__status=PaymentAttempt.Status.DECLINED,
-            )
+    """Those of `invoice_ids` with an open case, or open with a declined charge and no case.
+
+    One plain statement, the ids as one array: after each chunk of a billing run the listener
+    hears of hundreds of invoices just paid, none of which (or hardly any) needs a sync, and
+    Django would bind each id of an `__in` on its own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT i.id FROM {Invoice._meta.db_table} i "  # noqa: S608 - our tables
+            f"LEFT JOIN {DunningCase._meta.db_table} c ON c.invoice_id = i.id "
+            "WHERE i.id = ANY(%s) AND (c.status = %s OR (c.id IS NULL AND i.status = %s "
+            f"AND EXISTS (SELECT 1 FROM {PaymentAttempt._meta.db_table} a "
+            "WHERE a.invoice_id = i.id AND a.status = %s))) ORDER BY i.id",
+            [
+                list(invoice_ids),
+                str(DunningCase.Status.OPEN),
+                str(Invoice.Status.OPEN),
+                str(PaymentAttempt.Status.DECLINED),
+            ],
         )
-        .values_list("pk", flat=True)
-        .distinct()
-        .order_by("pk")
-    )
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def _sync(invoice_id: int, work: _Work) -> DunningCase | None:

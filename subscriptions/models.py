@@ -36,7 +36,10 @@ class Subscription(models.Model):
         PAUSED = "paused", "Paused"
         CANCELED = "canceled", "Canceled"
 
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    # Indexed by (customer, -id) below: no index of its own.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="subscriptions", db_index=False
+    )
     # PROTECT: a plan with subscribers can be archived, never deleted.
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     phase = models.ForeignKey(PlanPhase, on_delete=models.PROTECT, related_name="subscriptions")

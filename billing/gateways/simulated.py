@@ -21,10 +21,12 @@ Any other number that passes the Luhn check succeeds.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from billing.gateways.base import (
     ChargeRequest,
@@ -171,71 +173,63 @@ class SimulatedGateway(PaymentGateway):
         return result
 
     def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
-        """Each request answered as a gateway would, in four queries whatever their number: a
-        key charged before (earlier in the batch too) replays its first outcome; a new charge
-        is inserted ON CONFLICT DO NOTHING and read back, so a twin call racing with the same
-        key gets the charge the first one made."""
-        keys = {request.idempotency_key for request in requests}
-        previous = {
-            c.idempotency_key: c for c in SimulatedCharge.objects.filter(idempotency_key__in=keys)
-        }
+        """Each request answered as a gateway would, in at most four queries whatever their
+        number: a key charged before (earlier in the batch too) replays its first outcome; a
+        new charge is inserted ON CONFLICT DO NOTHING, and the charge of a key a twin call
+        inserted first (racing with the same key) is read back and replayed.
+
+        Plain statements over columns, on the gateway's own tables: a billing run's chunk
+        sends hundreds of requests, for which model instances would cost more than the rest."""
+        previous = _charges({request.idempotency_key for request in requests})
         tokens = {r.payment_method_reference for r in requests if r.idempotency_key not in previous}
-        cards = {card.token: card for card in SimulatedCard.objects.filter(token__in=tokens)}
+        behaviors = _behaviors(tokens) if tokens else {}
         answers: list[ChargeResult | None] = []
-        new: dict[str, tuple[SimulatedCharge, SimulatedCard]] = {}
-        now = clock.now()
+        new: dict[str, _NewCharge] = {}
         for request in requests:
             key = request.idempotency_key
-            card = cards.get(request.payment_method_reference)
+            behavior = behaviors.get(request.payment_method_reference)
             if key in previous:
                 answers.append(_result(previous[key]))
             elif key in new:
                 answers.append(None)  # the same key earlier in the batch: replayed below
-            elif card is None:
+            elif behavior is None:
                 answers.append(
                     ChargeResult.declined("invalid_payment_method", "No such payment method.")
                 )
-            elif card.behavior == PROCESSING_ERROR:
+            elif behavior == PROCESSING_ERROR:
                 answers.append(ChargeResult.unknown("The gateway reported a processing error."))
             else:
-                declined = card.behavior.startswith(DECLINE)
-                charge = SimulatedCharge(
-                    idempotency_key=key,
+                declined = behavior.startswith(DECLINE)
+                charge = _Charge(
                     reference=f"simch_{secrets.token_hex(12)}",
-                    token=card.token,
-                    amount=request.amount,
-                    currency=request.currency,
                     status="declined" if declined else "succeeded",
-                    decline_code=card.behavior.removeprefix(DECLINE) if declined else "",
-                    created_at=now,
+                    decline_code=behavior.removeprefix(DECLINE) if declined else "",
                 )
-                new[key] = (charge, card)
+                new[key] = _NewCharge(charge, request, behavior)
                 answers.append(None)
-        stored: dict[str, SimulatedCharge] = {}
+        stored: dict[str, _Charge] = {}
+        mine: set[str] = set()  # the keys this call stored
         if new:
-            SimulatedCharge.objects.bulk_create(
-                [charge for charge, _ in new.values()], ignore_conflicts=True
-            )
-            stored = {
-                c.idempotency_key: c
-                for c in SimulatedCharge.objects.filter(idempotency_key__in=new)
-            }
+            mine = _insert_charges(new.values(), now=clock.now())
+            stored = {key: new[key].charge for key in mine}
+            if len(mine) < len(new):
+                stored.update(_charges({key for key in new if key not in mine}))
         results = []
         for request, answer in zip(requests, answers, strict=True):
+            key = request.idempotency_key
             if answer is None:
-                charge = stored[request.idempotency_key]
-                mine = new.pop(request.idempotency_key, None)  # the batch's first of its key
-                if mine is not None and mine[0].reference == charge.reference:
-                    answer = _answer(charge, mine[1])
+                made = new.pop(key, None)  # the batch's first of its key
+                if made is not None and key in mine:
+                    answer = _answer(stored[key], made.behavior)
                 else:
-                    answer = _result(charge)
+                    answer = _result(stored[key])
             results.append(answer)
         return results
 
     def lookup_charge(
         self, *, idempotency_key: str, customer_reference: str
     ) -> ChargeResult | None:
-        charge = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        charge = _charges([idempotency_key]).get(idempotency_key)
         return _result(charge) if charge is not None else None
 
     def refund(
@@ -276,14 +270,78 @@ class SimulatedGateway(PaymentGateway):
         return RefundResult("succeeded", reference=refund.reference) if refund else None
 
 
-def _answer(charge: SimulatedCharge, card: SimulatedCard) -> ChargeResult:
+class _Charge(NamedTuple):
+    """A stored charge, as far as an answer tells of it."""
+
+    reference: str
+    status: str  # succeeded | declined
+    decline_code: str
+
+
+class _NewCharge(NamedTuple):
+    charge: _Charge
+    request: ChargeRequest
+    behavior: str  # the card's
+
+
+_CHARGES = SimulatedCharge._meta.db_table
+_CARDS = SimulatedCard._meta.db_table
+
+
+def _charges(keys: Collection[str]) -> dict[str, _Charge]:
+    """The charges stored under `keys`, by key."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT idempotency_key, reference, status, decline_code FROM {_CHARGES} "  # noqa: S608 - our table
+            "WHERE idempotency_key = ANY(%s)",
+            [list(keys)],
+        )
+        return {key: _Charge(*charge) for key, *charge in cursor.fetchall()}
+
+
+def _behaviors(tokens: Collection[str]) -> dict[str, str]:
+    """What each of these tokens' test cards does, by token."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT token, behavior FROM {_CARDS} WHERE token = ANY(%s)",  # noqa: S608 - our table
+            [list(tokens)],
+        )
+        return dict(cursor.fetchall())
+
+
+def _insert_charges(new: Collection[_NewCharge], *, now: datetime) -> set[str]:
+    """Store each new charge unless its key is taken (by a twin call: one still in flight is
+    waited for); the keys of those stored."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_CHARGES} (idempotency_key, reference, token, amount, currency, "  # noqa: S608 - our table
+            "status, decline_code, amount_refunded, created_at) "
+            "SELECT k, r, t, a, c, s, d, 0, %s FROM unnest(%s::varchar[], %s::varchar[], "
+            "%s::varchar[], %s::numeric[], %s::varchar[], %s::varchar[], %s::varchar[]) "
+            "AS n(k, r, t, a, c, s, d) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+            [
+                now,
+                [n.request.idempotency_key for n in new],
+                [n.charge.reference for n in new],
+                [n.request.payment_method_reference for n in new],
+                [n.request.amount for n in new],
+                [n.request.currency for n in new],
+                [n.charge.status for n in new],
+                [n.charge.decline_code for n in new],
+            ],
+        )
+        return {key for (key,) in cursor.fetchall()}
+
+
+def _answer(charge: _Charge, behavior: str) -> ChargeResult:
     """The answer to the call that made `charge`."""
-    if card.behavior == TIMEOUT:
+    if behavior == TIMEOUT:
         return ChargeResult.unknown("The gateway did not answer in time.")
     return _result(charge)
 
 
-def _result(charge: SimulatedCharge) -> ChargeResult:
+def _result(charge: _Charge) -> ChargeResult:
     if charge.status == "succeeded":
         return ChargeResult.succeeded(charge.reference)
     return ChargeResult.declined(

@@ -148,7 +148,7 @@ class JournalEntry(models.Model):
     `input_hash` tells a true retry from a different posting that reuses a key.
     """
 
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200)
     input_hash = models.CharField(max_length=64)
     effective_date = models.DateField(db_index=True)
     source_type = models.CharField(max_length=40)
@@ -174,9 +174,10 @@ class JournalEntry(models.Model):
         verbose_name_plural = "journal entries"
         indexes = [models.Index(fields=["source_type", "source_id"])]
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_entry_key_unique"),
             models.CheckConstraint(
                 condition=~Q(reverses=F("id")), name="ledger_entry_not_self_reversing"
-            )
+            ),
         ]
         ordering = ["-id"]
 

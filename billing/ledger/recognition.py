@@ -52,6 +52,7 @@ from billing.ledger.models import (
 )
 from billing.ledger.services import EntrySpec, Posting, ledger_post, ledger_post_batch
 from core import clock
+from core.bulk import array_literal
 from core.errors import ConflictError, ValidationError
 from core.money import is_rounded, minor_units, normalize_currency, parse_decimal, quantum
 
@@ -119,19 +120,43 @@ def recognition_schedules_create(*, specs: Sequence[ScheduleSpec]) -> list[Recog
     for row in rows:
         row.recognized_through = row.service_start - ONE_DAY
         row.created_at = row.updated_at = now
-    keys = [(row.source_type, row.source_id) for row in rows]
-    with transaction.atomic():
-        # A concurrent twin of a source waits on the unique index, then finds it below.
-        RecognitionSchedule.objects.bulk_create(rows, ignore_conflicts=True)
-        stored = {
-            (schedule.source_type, schedule.source_id): schedule
-            for schedule in RecognitionSchedule.objects.filter(
-                source_type__in={key[0] for key in keys},
-                source_id__in=[key[1] for key in keys],
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A concurrent twin of a source waits on the unique index, then is found below.
+        cursor.execute(
+            _INSERT_SCHEDULES,
+            [
+                now,
+                now,
+                array_literal([row.source_type for row in rows]),
+                array_literal([row.source_id for row in rows]),
+                array_literal([row.currency for row in rows]),
+                array_literal([row.amount for row in rows]),
+                array_literal([row.service_start for row in rows]),
+                array_literal([row.service_end for row in rows]),
+                array_literal([row.revenue_account for row in rows]),
+                array_literal([row.recognized_through for row in rows]),
+            ],
+        )
+        inserted = {(source_type, source_id): pk for pk, source_type, source_id in cursor}
+        stored: dict[tuple[str, str], RecognitionSchedule] = {}
+        for row in rows:
+            key = (row.source_type, row.source_id)
+            if key in inserted:
+                row.pk = inserted[key]
+                row._state.adding = False
+                stored[key] = row
+        missing = [row for row in rows if (row.source_type, row.source_id) not in stored]
+        if missing:
+            stored.update(
+                ((schedule.source_type, schedule.source_id), schedule)
+                for schedule in RecognitionSchedule.objects.filter(
+                    source_type__in={row.source_type for row in missing},
+                    source_id__in=[row.source_id for row in missing],
+                )
             )
-        }
     result = []
-    for row, key in zip(rows, keys, strict=True):
+    for row in rows:
+        key = (row.source_type, row.source_id)
         schedule = stored[key]
         if any(getattr(schedule, name) != getattr(row, name) for name in _TERMS):
             raise ConflictError(
@@ -141,6 +166,25 @@ def recognition_schedules_create(*, specs: Sequence[ScheduleSpec]) -> list[Recog
             )
         result.append(schedule)
     return result
+
+
+# The schedules in one statement (the model's bulk_create builds one placeholder per value);
+# the sources already scheduled are left as they are and read back by the caller.
+_INSERT_SCHEDULES = """
+INSERT INTO ledger_recognitionschedule (
+    source_type, source_id, currency, amount, service_start, service_end, revenue_account,
+    reduced_amount, recognized_amount, recognized_through, created_at, updated_at
+)
+SELECT source_type, source_id, currency, amount, service_start, service_end, revenue_account,
+       0, 0, recognized_through, %s, %s
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::numeric[], %s::date[],
+            %s::date[], %s::varchar[], %s::date[])
+     WITH ORDINALITY AS r(source_type, source_id, currency, amount, service_start, service_end,
+                          revenue_account, recognized_through, n)
+ORDER BY n
+ON CONFLICT (source_type, source_id) DO NOTHING
+RETURNING id, source_type, source_id
+"""
 
 
 _TERMS = ("currency", "amount", "service_start", "service_end", "revenue_account")

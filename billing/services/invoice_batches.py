@@ -40,7 +40,9 @@ from billing.services.invoices import (
 from billing.webhook_payloads import invoice_payload
 from core import clock
 from core.actors import Actor
+from core.bulk import array_literal, insert_rows
 from core.errors import ConflictError
+from core.queries import any_of
 from core.services import AuditSpec, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
@@ -109,7 +111,7 @@ def _customers_with_credit(invoices: list[Invoice]) -> set[tuple[int, str]]:
     """(customer, currency) pairs with a credit balance now: their invoices take it."""
     return set(
         CustomerBalance.objects.filter(
-            customer_id__in={invoice.customer_id for invoice in invoices}, amount__gt=0
+            any_of("customer_id", {invoice.customer_id for invoice in invoices}), amount__gt=0
         ).values_list("customer_id", "currency")
     )
 
@@ -125,7 +127,7 @@ def _issue_batch(pairs: list[tuple[Invoice, list[InvoiceLine]]], *, actor: Actor
     all_lines = [line for _, lines in pairs for line in lines]
     try:
         with transaction.atomic():
-            InvoiceLine.objects.bulk_create(all_lines)
+            insert_rows(all_lines)
     except IntegrityError as exc:
         if _violated_constraint(exc) in {
             "invoice_line_period_billed_once",
@@ -180,7 +182,7 @@ def _issue_batch(pairs: list[tuple[Invoice, list[InvoiceLine]]], *, actor: Actor
                     type=EventType.INVOICE_PAID, payload=payload, customer_id=invoice.customer_id
                 )
             )
-    Invoice.objects.bulk_create([invoice for invoice, _ in pairs])
+    insert_rows([invoice for invoice, _ in pairs])
     book_invoices_finalized(invoices=pairs)
     audit_record_bulk(actor=actor, records=audits)
     event_emit_bulk(events=events)
@@ -213,21 +215,30 @@ def _lock_balances(invoices: list[Invoice], *, now: datetime) -> None:
     keys = sorted({(invoice.customer_id, invoice.currency) for invoice in invoices})
     if not keys:
         return
-    CustomerBalance.objects.bulk_create(
-        [
-            CustomerBalance(customer_id=customer_id, currency=currency, amount=ZERO, updated_at=now)
-            for customer_id, currency in keys
-        ],
-        ignore_conflicts=True,
-    )
-    locked = (
-        CustomerBalance.objects.select_for_update()
-        .filter(customer_id__in={customer_id for customer_id, _ in keys})
-        .order_by("customer_id", "currency")
-    )
-    if any(
-        balance.amount > 0 for balance in locked if (balance.customer_id, balance.currency) in keys
-    ):
+    customers = [customer_id for customer_id, _ in keys]
+    currencies = [currency for _, currency in keys]
+    table = CustomerBalance._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (customer_id, currency, amount, updated_at) "  # noqa: S608 - our table
+            "SELECT customer_id, currency, 0, %s "
+            "FROM unnest(%s::bigint[], %s::varchar[]) AS k(customer_id, currency) "
+            "ORDER BY customer_id, currency "
+            "ON CONFLICT (customer_id, currency) DO NOTHING",
+            [now, array_literal(customers), array_literal(currencies)],
+        )
+        cursor.execute(
+            f"SELECT customer_id, currency, amount FROM {table} "  # noqa: S608 - our table
+            "WHERE customer_id = ANY(%s::bigint[]) ORDER BY customer_id, currency FOR UPDATE",
+            [array_literal(sorted(set(customers)))],
+        )
+        wanted = set(keys)
+        changed = any(
+            amount > 0
+            for customer_id, currency, amount in cursor.fetchall()
+            if (customer_id, currency) in wanted
+        )
+    if changed:
         raise ConflictError(
             "A customer's credit balance changed while the batch was issued.",
             code="balance_changed",

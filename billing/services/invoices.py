@@ -308,11 +308,11 @@ def schedule_autocharge(invoice_ids: Sequence[int]) -> None:
     The one place autocharge is triggered. `robust`: a failure to charge is logged and never
     undoes or interrupts the caller's work (the invoices stay open for dunning).
     """
-    from billing.services.payments import invoices_autocharge
+    from billing.services.payments import invoices_autocharge_ids
 
     ids = list(invoice_ids)
     if ids:
-        transaction.on_commit(lambda: invoices_autocharge(invoice_ids=ids), robust=True)
+        transaction.on_commit(lambda: invoices_autocharge_ids(invoice_ids=ids), robust=True)
 
 
 def invoice_void(*, invoice: Invoice, actor: Actor) -> Invoice:
@@ -977,6 +977,8 @@ def _tax(taxable: Decimal, percent: Decimal, inclusive: bool, currency: str) -> 
 
 def _coupons(specs: Sequence[LineSpec], *, currency: str, param: str) -> dict[int, Coupon]:
     ids = {spec.coupon_id for spec in specs if spec.coupon_id is not None}
+    if not ids:  # most invoices: no query set up at all
+        return {}
     coupons = Coupon.objects.prefetch_related("amounts").in_bulk(ids)
     for index, spec in enumerate(specs):
         if spec.coupon_id is None:

@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
@@ -60,12 +60,19 @@ from billing.services.invoices import (
     _refuse_while_charging,
     _set_amount_due,
 )
-from billing.webhook_payloads import invoice_payload, payment_attempt_payload, payment_payload
+from billing.webhook_payloads import (
+    LINE_VALUES,
+    LineValues,
+    invoice_payload,
+    payment_attempt_payload,
+    payment_payload,
+)
 from core import clock
 from core.actors import Actor
-from core.bulk import update_rows
+from core.bulk import insert_rows, update_rows
 from core.errors import ConflictError, ValidationError
 from core.money import is_rounded
+from core.queries import any_of
 from core.services import AuditSpec, audit_record, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
@@ -98,6 +105,22 @@ def invoices_autocharge(
     key. Called outside any transaction (the claim is durable: the gateway is called after it
     commits).
     """
+    made = invoices_autocharge_ids(invoice_ids=invoice_ids, actor=actor)
+    if not made:
+        return []
+    attempts = {
+        attempt.pk: attempt
+        for attempt in PaymentAttempt.objects.select_related("invoice", "payment_method").filter(
+            any_of("pk", made)
+        )
+    }
+    return [attempts[attempt_id] for attempt_id in made]
+
+
+def invoices_autocharge_ids(*, invoice_ids: Sequence[int], actor: Actor = AUTOCHARGE) -> list[int]:
+    """`invoices_autocharge`, returning only the ids of the attempts made (in the same order):
+    for callers that do not look at them (the billing run), which would pay for reading a
+    whole batch of attempts back."""
     queue = list(enumerate(invoice_ids))
     made: list[tuple[int, int]] = []  # (position in invoice_ids, attempt id)
     while queue:
@@ -113,10 +136,7 @@ def invoices_autocharge(
             raise
         _record_many(claims, results, actor=actor)
         made += [(claim.position, claim.attempt.pk) for claim in claims]
-    attempts = PaymentAttempt.objects.select_related("invoice", "payment_method").in_bulk(
-        [attempt_id for _, attempt_id in made]
-    )
-    return [attempts[attempt_id] for _, attempt_id in sorted(made)]
+    return [attempt_id for _, attempt_id in sorted(made)]
 
 
 def invoice_pay_now(
@@ -481,6 +501,26 @@ class _Claim:
     position: int  # in the caller's invoice_ids
     attempt: PaymentAttempt  # pending
     request: ChargeRequest
+    # The attempt's audit snapshot as claimed, when the claim wrote it (None: read elsewhere)
+    snapshot: dict[str, Any] | None = None
+
+
+class _Due(NamedTuple):
+    """What a claim reads of an invoice: what decides it, and what the charge carries."""
+
+    pk: int
+    customer_id: int
+    status: str
+    amount_due: Decimal
+    currency: str
+    number: str | None
+    autocharge: bool  # the customer's
+
+
+class _Method(NamedTuple):
+    pk: int
+    gateway: str
+    reference: str
 
 
 def _claim_many(
@@ -491,34 +531,45 @@ def _claim_many(
     claims and what waits for the next round: an invoice whose payment methods (default, or
     that of its unknown attempt) or itself were claimed before it in this round, since the
     outcome of that charge decides its own (a hard decline blocks the method)."""
-    claims: list[_Claim] = []
+    claimed: list[tuple[int, PaymentAttempt, ChargeRequest]] = []
     retried: dict[int, dict[str, Any]] = {}  # position -> the unknown attempt's audit before
     waiting: list[tuple[int, int]] = []
     with transaction.atomic(durable=True):
+        # Columns, not instances: nothing of the invoice (or its customer) is written here.
         invoices = {
-            invoice.pk: invoice
-            for invoice in Invoice.objects.select_for_update(of=("self",))
-            .select_related("customer")
-            .filter(pk__in={invoice_id for _, invoice_id in queue})
+            row[0]: _Due._make(row)
+            for row in Invoice.objects.select_for_update(of=("self",))
+            .filter(any_of("pk", {invoice_id for _, invoice_id in queue}))
             .order_by("pk")
+            .values_list(
+                "pk",
+                "customer_id",
+                "status",
+                "amount_due",
+                "currency",
+                "number",
+                "customer__autocharge",
+            )
         }
         customer_ids = {invoice.customer_id for invoice in invoices.values()}
         defaults = {
-            method.customer_id: method
-            for method in PaymentMethod.objects.filter(
-                customer_id__in=customer_ids, is_default=True, status=PaymentMethod.Status.ACTIVE
-            )
+            customer_id: _Method(pk, gateway, reference)
+            for pk, customer_id, gateway, reference in PaymentMethod.objects.filter(
+                any_of("customer_id", customer_ids),
+                is_default=True,
+                status=PaymentMethod.Status.ACTIVE,
+            ).values_list("pk", "customer_id", "gateway", "reference")
         }
         open_attempts = {
             attempt.invoice_id: attempt
             for attempt in PaymentAttempt.objects.select_for_update(of=("self",))
             .select_related("payment_method")
-            .filter(invoice_id__in=invoices, status__in=OPEN_ATTEMPT)
+            .filter(any_of("invoice_id", invoices), status__in=OPEN_ATTEMPT)
             .order_by("pk")
         }
         blocked = _blocked_methods([method.pk for method in defaults.values()])
         numbers = dict(
-            PaymentAttempt.objects.filter(invoice_id__in=invoices)
+            PaymentAttempt.objects.filter(any_of("invoice_id", invoices))
             .values("invoice_id")
             .annotate(n=Max("attempt_number"))
             .values_list("invoice_id", "n")
@@ -526,7 +577,7 @@ def _claim_many(
         references = {
             (customer_id, gateway): reference
             for customer_id, gateway, reference in GatewayCustomer.objects.filter(
-                customer_id__in=customer_ids
+                any_of("customer_id", customer_ids)
             ).values_list("customer_id", "gateway", "reference")
         }
         now, wall = clock.now(), timezone.now()
@@ -547,7 +598,7 @@ def _claim_many(
             if (
                 invoice.status != Invoice.Status.OPEN
                 or invoice.amount_due <= 0
-                or not invoice.customer.autocharge
+                or not invoice.autocharge
                 or method is None
                 or method.pk in blocked
                 or (
@@ -576,20 +627,26 @@ def _claim_many(
                 amount=attempt.amount,
                 currency=attempt.currency,
                 customer_reference=reference,
-                payment_method_reference=attempt.payment_method.reference,
+                payment_method_reference=(
+                    open_attempt.payment_method.reference
+                    if open_attempt is not None
+                    else method.reference
+                ),
                 idempotency_key=attempt.idempotency_key,
                 description=f"Invoice {invoice.number}",
             )
-            claims.append(_Claim(position=position, attempt=attempt, request=request))
+            claimed.append((position, attempt, request))
             claimed_invoices.add(invoice_id)
             claimed_methods |= methods
-        PaymentAttempt.objects.bulk_create(
-            [claim.attempt for claim in claims if claim.position not in retried]
-        )
+        insert_rows([attempt for position, attempt, _ in claimed if position not in retried])
         if retried:
             PaymentAttempt.objects.filter(
-                pk__in=[claim.attempt.pk for claim in claims if claim.position in retried]
+                pk__in=[attempt.pk for position, attempt, _ in claimed if position in retried]
             ).update(status=PaymentAttempt.Status.PENDING, claimed_at=wall)
+        claims = [
+            _Claim(position, attempt, request, snapshot=audit_snapshot(attempt))
+            for position, attempt, request in claimed
+        ]
         audit_record_bulk(
             actor=actor,
             records=[
@@ -597,12 +654,10 @@ def _claim_many(
                     "payment_attempt.retry",
                     claim.attempt,
                     before=retried[claim.position],
-                    after=audit_snapshot(claim.attempt),
+                    after=claim.snapshot,
                 )
                 if claim.position in retried
-                else AuditSpec(
-                    "payment_attempt.create", claim.attempt, after=audit_snapshot(claim.attempt)
-                )
+                else AuditSpec("payment_attempt.create", claim.attempt, after=claim.snapshot)
                 for claim in claims
             ],
         )
@@ -610,18 +665,18 @@ def _claim_many(
 
 
 def _new_attempt(
-    invoice: Invoice, method: PaymentMethod, numbers: dict[int, int], *, now: datetime
+    invoice: _Due, method: _Method, numbers: dict[int, int], *, now: datetime
 ) -> PaymentAttempt:
     number = numbers.get(invoice.pk, 0) + 1
     return PaymentAttempt(
-        invoice=invoice,
+        invoice_id=invoice.pk,
         customer_id=invoice.customer_id,
         attempt_number=number,
         idempotency_key=f"invoice-{invoice.pk}-attempt-{number}",
         trigger=PaymentAttempt.Trigger.AUTOCHARGE,
         amount=invoice.amount_due,
         currency=invoice.currency,
-        payment_method=method,
+        payment_method_id=method.pk,
         gateway=method.gateway,
         created_at=now,
     )
@@ -656,6 +711,27 @@ def _record_many(
             _record(claim.attempt.pk, result, actor=actor)
 
 
+# What a write may change on an attempt once created: the rest never changes.
+_ATTEMPT_STATE = (
+    "status",
+    "gateway_reference",
+    "decline_code",
+    "decline_kind",
+    "error_message",
+    "resolved_at",
+    "claimed_at",
+)
+_SUCCESS_FIELDS = (
+    "status",
+    "gateway_reference",
+    "decline_code",
+    "decline_kind",
+    "error_message",
+    "resolved_at",
+)
+_PAID_FIELDS = ("amount_paid", "amount_due", "status", "paid_at")
+
+
 def _record_successes(
     claims: Sequence[_Claim], results: dict[int, ChargeResult], *, actor: Actor
 ) -> None:
@@ -667,59 +743,55 @@ def _record_successes(
         invoices = {
             invoice.pk: invoice
             for invoice in Invoice.objects.select_for_update(of=("self",))
-            .filter(pk__in={claim.attempt.invoice_id for claim in claims})
+            .filter(any_of("pk", {claim.attempt.invoice_id for claim in claims}))
             .order_by("pk")
         }
-        attempts = {
-            attempt.pk: attempt
-            for attempt in PaymentAttempt.objects.select_for_update()
-            .filter(pk__in=[claim.attempt.pk for claim in claims])
-            .order_by("pk")
-        }
+        attempts = _lock_claimed(claims)
         now, today = clock.now(), clock.today()
-        settled: list[tuple[PaymentAttempt, dict[str, Any]]] = []
+        settled: list[tuple[PaymentAttempt, dict[str, Any], dict[str, Any]]] = []
         for claim in claims:
-            attempt = attempts[claim.attempt.pk]
+            attempt, before = attempts[claim.attempt.pk]
             if attempt.status not in OPEN_ATTEMPT:
                 continue  # settled meanwhile (a webhook reported it)
-            before = audit_snapshot(attempt)
             attempt.gateway_reference = results[attempt.pk].reference or attempt.gateway_reference
             attempt.status = PaymentAttempt.Status.SUCCEEDED
             attempt.decline_code = attempt.decline_kind = attempt.error_message = ""
             attempt.resolved_at = now
-            settled.append((attempt, before))
+            settled.append((attempt, before, _snapshot_with(before, attempt, _SUCCESS_FIELDS)))
         if not settled:
             return
+        # The snapshots hold the rows as locked: only the columns some success changes are
+        # written (an error message to clear is rare: a retried unknown outcome's).
         update_rows(
-            [attempt for attempt, _ in settled],
+            [attempt for attempt, _, _ in settled],
             [
-                "status",
-                "gateway_reference",
-                "decline_code",
-                "decline_kind",
-                "error_message",
-                "resolved_at",
+                name
+                for name in _SUCCESS_FIELDS
+                if any(before[name] != after[name] for _, before, after in settled)
             ],
         )
-        payments = Payment.objects.bulk_create(
+        payments = [
             Payment(
                 customer_id=attempt.customer_id,
-                invoice=invoices[attempt.invoice_id],
+                invoice_id=attempt.invoice_id,
                 amount=attempt.amount,
                 currency=invoices[attempt.invoice_id].currency,
                 method=Payment.Method.CARD,
                 gateway=attempt.gateway,
                 gateway_reference=attempt.gateway_reference,
-                attempt=attempt,
+                attempt_id=attempt.pk,
                 received_on=today,
                 created_at=now,
             )
-            for attempt, _ in settled
-        )
+            for attempt, _, _ in settled
+        ]
+        insert_rows(payments)
         audits: list[AuditSpec] = []
         paid: list[tuple[Payment, Invoice]] = []
         newly_paid: set[int] = set()
-        for (attempt, attempt_before), payment in zip(settled, payments, strict=True):
+        for (attempt, attempt_before, attempt_after), payment in zip(
+            settled, payments, strict=True
+        ):
             invoice = invoices[attempt.invoice_id]
             paid.append((payment, invoice))
             before = audit_snapshot(invoice)
@@ -734,22 +806,27 @@ def _record_successes(
                     "payment_attempt.succeeded",
                     attempt,
                     before=attempt_before,
-                    after=audit_snapshot(attempt),
+                    after=attempt_after,
                 ),
                 AuditSpec("payment.create", payment, after=audit_snapshot(payment)),
-                AuditSpec("invoice.pay", invoice, before=before, after=audit_snapshot(invoice)),
+                AuditSpec(
+                    "invoice.pay",
+                    invoice,
+                    before=before,
+                    after=_snapshot_with(before, invoice, _PAID_FIELDS),
+                ),
             ]
-        update_rows(
-            [invoice for _, invoice in paid],
-            ["amount_paid", "amount_due", "status", "paid_at"],
-        )
+        update_rows([invoice for _, invoice in paid], _PAID_FIELDS)
         book_payments(payments=payments)
         audit_record_bulk(actor=actor, records=audits)
-        lines: dict[int, list[InvoiceLine]] = defaultdict(list)
-        for line in InvoiceLine.objects.filter(invoice_id__in=newly_paid).order_by(
-            "invoice", "position", "id"
-        ):
-            lines[line.invoice_id].append(line)
+        lines: dict[int, list[LineValues]] = defaultdict(list)
+        if newly_paid:
+            for invoice_id, *values in (
+                InvoiceLine.objects.filter(any_of("invoice_id", newly_paid))
+                .order_by("invoice_id", "position", "id")
+                .values_list("invoice_id", *LINE_VALUES)
+            ):
+                lines[invoice_id].append(LineValues(*values))
         events: list[EventSpec] = []
         for payment, invoice in paid:
             events.append(
@@ -768,7 +845,48 @@ def _record_successes(
                     )
                 )
         event_emit_bulk(events=events)
-        payment_outcomes_recorded(invoice_ids=[attempt.invoice_id for attempt, _ in settled])
+        payment_outcomes_recorded(invoice_ids=[attempt.invoice_id for attempt, _, _ in settled])
+
+
+def _lock_claimed(claims: Sequence[_Claim]) -> dict[int, tuple[PaymentAttempt, dict[str, Any]]]:
+    """The claims' attempts locked (id order), each as it now is with its audit snapshot.
+
+    Only the columns a write may change are read under the lock: where they all still hold
+    what the claim holds, so does the whole row (no write touches the others: the invoice,
+    key, amount, method... of an attempt are set once, at its creation), and the claim's
+    attempt and snapshot are taken as they are. Any other attempt (a webhook, a sweeper or a
+    retry wrote it meanwhile) is read again in full."""
+    held = {claim.attempt.pk: claim for claim in claims}
+    changed: list[int] = []
+    attempts: dict[int, tuple[PaymentAttempt, dict[str, Any]]] = {}
+    for pk, *state in (
+        PaymentAttempt.objects.select_for_update()
+        .filter(any_of("pk", held))
+        .order_by("pk")
+        .values_list("pk", *_ATTEMPT_STATE)
+    ):
+        claim = held[pk]
+        if state != [getattr(claim.attempt, name) for name in _ATTEMPT_STATE]:
+            changed.append(pk)
+            continue
+        snapshot = claim.snapshot if claim.snapshot is not None else audit_snapshot(claim.attempt)
+        attempts[pk] = (claim.attempt, snapshot)
+    if changed:  # already locked: read as it now is
+        for attempt in PaymentAttempt.objects.filter(any_of("pk", changed)):
+            attempts[attempt.pk] = (attempt, audit_snapshot(attempt))
+    return attempts
+
+
+def _snapshot_with(
+    snapshot: dict[str, Any], instance: models.Model, fields: Sequence[str]
+) -> dict[str, Any]:
+    """`audit_snapshot(instance)` where only `fields` (plain values: text, decimals, times or
+    None) changed since `snapshot` was taken of it."""
+    after = dict(snapshot)
+    for name in fields:
+        value = getattr(instance, name)
+        after[name] = value if value is None or isinstance(value, str) else str(value)
+    return after
 
 
 # --- the sweeper: what a dead worker left behind -----------------------------------------------
@@ -787,7 +905,11 @@ def payment_attempts_sweep(
        about its key: a charge it made is recorded as the worker would have (payment, ledger,
        events, listeners); a key it never saw is marked unknown and sent again, the same key,
        by `invoices_autocharge` (a batch) or else `payment_attempt_reconcile`.
-    2. An open invoice of an autocharge customer with no attempt at all, finalized more than
+    2. An attempt whose outcome has been unknown (a timeout, a processing error) since a claim
+       more than `stale_after` ago is reconciled (`payment_attempt_reconcile`): a charge the
+       gateway made under its key is recorded, a key it never saw is sent again, the same key.
+       A gateway that cannot be asked leaves it for the next sweep.
+    3. An open invoice of an autocharge customer with no attempt at all, finalized more than
        `stale_after` ago, lost its worker before the autocharge that follows the finalizing
        commit: it is autocharged now. An invoice with attempts is dunning's business.
 
@@ -814,8 +936,31 @@ def payment_attempts_sweep(
         after = ids[-1]
         counts["stale_attempts"] += len(ids)
         _settle_stale(ids, claimed_before=claimed_before, actor=actor, counts=counts)
+    _reconcile_unknown(claimed_before=claimed_before, actor=actor, counts=counts)
     _autocharge_unattempted(stale_after=stale_after, actor=actor, counts=counts)
     return {kind: count for kind, count in counts.items() if count}
+
+
+def _reconcile_unknown(*, claimed_before: datetime, actor: Actor, counts: dict[str, int]) -> None:
+    """Reconcile the attempts unknown since before `claimed_before`, one by one: rare (the
+    gateway timed out or failed), and each asks the gateway about its own key. A reconciled
+    attempt sent again is claimed again, so one still unknown waits another stale period."""
+    stale = (
+        PaymentAttempt.objects.select_related("invoice", "customer", "payment_method")
+        .filter(status=PaymentAttempt.Status.UNKNOWN, claimed_at__lte=claimed_before)
+        .order_by("pk")[:_SWEEP_BATCH]
+    )
+    for attempt in stale:
+        counts["unknown_attempts"] += 1
+        try:
+            settled = payment_attempt_reconcile(attempt=attempt, actor=actor)
+        except ConflictError:
+            continue  # taken up meanwhile (another sweeper, a retry): settled there
+        except Exception:
+            logger.exception("Unknown payment attempt %s: it was not reconciled.", attempt.pk)
+            counts["failed"] += 1
+        else:
+            counts[settled.status] += 1
 
 
 def _settle_stale(
@@ -987,6 +1132,9 @@ def _record_stale(
                 payment_attempt_record_outcome(
                     attempt=attempt, invoice=invoice, result=result, actor=actor
                 )
+                if attempt.status == PaymentAttempt.Status.UNKNOWN:
+                    # This sweep sends it again now: not stale for another sweep meanwhile.
+                    PaymentAttempt.objects.filter(pk=attempt.pk).update(claimed_at=timezone.now())
     except Exception:
         logger.exception("Stale payment attempt %s: its outcome was not recorded.", attempt_id)
         counts["failed"] += 1
@@ -1006,8 +1154,11 @@ def _send_again(attempt_ids: list[int], *, actor: Actor, counts: dict[str, int])
     )
     taken: set[int] = set()
     try:
-        made = invoices_autocharge(invoice_ids=[invoice_ids[pk] for pk in attempt_ids], actor=actor)
-        taken = {attempt.pk for attempt in made}
+        taken = set(
+            invoices_autocharge_ids(
+                invoice_ids=[invoice_ids[pk] for pk in attempt_ids], actor=actor
+            )
+        )
     except Exception:
         logger.exception("Stale payment attempts %s: sending them again failed.", attempt_ids)
     counts["sent_again"] += len(taken & set(attempt_ids))
@@ -1063,7 +1214,7 @@ def _autocharge_unattempted(
         after = ids[-1]
         counts["unattempted_invoices"] += len(ids)
         try:
-            counts["invoices_charged"] += len(invoices_autocharge(invoice_ids=ids, actor=actor))
+            counts["invoices_charged"] += len(invoices_autocharge_ids(invoice_ids=ids, actor=actor))
         except Exception:
             logger.exception("Unattempted invoices %s..%s: autocharge failed.", ids[0], ids[-1])
             counts["failed"] += 1
@@ -1091,7 +1242,7 @@ def _blocked_methods(method_ids: Sequence[int]) -> set[int]:
     after a hard decline (stolen, closed...), and nothing but another method can help.
     """
     latest = (
-        PaymentAttempt.objects.filter(payment_method_id__in=method_ids)
+        PaymentAttempt.objects.filter(any_of("payment_method_id", method_ids))
         .exclude(status__in=OPEN_ATTEMPT)
         .order_by("payment_method_id", F("resolved_at").desc(nulls_last=True), "-id")
         .distinct("payment_method_id")

@@ -101,7 +101,7 @@ class OutboxEvent(models.Model):
     foreign key: the event outlives whatever it describes.
     """
 
-    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    public_id = models.CharField(max_length=40, editable=False)
     type = models.CharField(max_length=64)
     payload = models.JSONField()
     customer_id = models.BigIntegerField(null=True, blank=True)
@@ -109,6 +109,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="outbox_event_public_id_unique"),
             models.CheckConstraint(
                 condition=Q(public_id__regex=r"^evt_[0-9a-f]{32}$"), name="outbox_event_public_id"
             ),

@@ -35,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -48,7 +49,7 @@ from django.utils import timezone
 
 from core import clock
 from core.actors import SYSTEM, Actor
-from core.bulk import insert_rows
+from core.bulk import JSONText, insert_values
 from core.errors import ConflictError, ValidationError
 from core.services import audit_record, audit_snapshot
 from core.webhooks.events import EVENT_TYPES, PING, SUBSCRIBABLE, WILDCARD, subscribes_to
@@ -325,34 +326,59 @@ def event_emit(
     become strings); `customer_id` names the customer the event concerns, which decides what a
     partner's endpoints receive.
     """
-    (event,) = event_emit_bulk(
-        events=[EventSpec(type=type, payload=payload, customer_id=customer_id)]
+    now, rows, (pk,) = _events_write(
+        [EventSpec(type=type, payload=payload, customer_id=customer_id)]
     )
+    ((public_id, event_type, encoded, event_customer_id, _),) = rows
+    event = OutboxEvent(
+        pk=pk,
+        public_id=public_id,
+        type=event_type,
+        payload=json.loads(encoded.encoded),
+        customer_id=event_customer_id,
+        created_at=now,
+    )
+    event._state.adding = False
     return event
 
 
-def event_emit_bulk(*, events: Sequence[EventSpec]) -> list[OutboxEvent]:
-    """`event_emit` for many events at once: a constant number of queries, whatever the count."""
+def event_emit_bulk(*, events: Sequence[EventSpec]) -> list[int]:
+    """`event_emit` for many events at once: a constant number of queries, whatever the count.
+    Returns the events' ids, in order (no `OutboxEvent` each: the billing run reads none)."""
     if not events:
         return []
+    return _events_write(events)[2]
+
+
+# An event's row: public_id, type, payload, customer_id, created_at.
+_EventRow = tuple[str, str, JSONText, int | None, str]
+_EVENT_COLUMNS = ("public_id", "type", "payload", "customer_id", "created_at")
+
+
+def _events_write(events: Sequence[EventSpec]) -> tuple[datetime, list[_EventRow], list[int]]:
     now = clock.now()
+    created_at = now.isoformat()
     rows = [
-        OutboxEvent(
-            public_id=_new_event_id(),
-            type=_clean_event_type(spec.type),
-            payload=_clean_payload(spec.payload),
-            customer_id=_clean_customer_id(spec.customer_id),
-            created_at=now,
+        (
+            _new_event_id(),
+            _clean_event_type(spec.type),
+            _clean_payload(spec.payload),
+            _clean_customer_id(spec.customer_id),
+            created_at,
         )
         for spec in events
     ]
     # No savepoint: the events belong to the caller's transaction, and a failure here must fail
     # the caller's change too.
     with transaction.atomic(savepoint=False):
-        insert_rows(rows)
-        deliveries = WebhookDelivery.objects.bulk_create(_deliveries_for(rows, now=now))
+        pks = insert_values(OutboxEvent, _EVENT_COLUMNS, rows, returning=True)
+        deliveries = WebhookDelivery.objects.bulk_create(
+            _deliveries_for(
+                [(pk, row[1], row[3]) for pk, row in zip(pks, rows, strict=True)], now=now
+            )
+        )
         _dispatch_on_commit([delivery.pk for delivery in deliveries])
-    return rows
+    return now, rows, pks
 
 
 def webhook_events_prune(*, batch: int = 5_000, max_batches: int = 200) -> int:
@@ -714,16 +740,35 @@ def _clean_event_type(value: str) -> str:
     return str(value)
 
 
-def _clean_payload(value: Mapping[str, Any]) -> dict[str, Any]:
+def _clean_payload(value: Mapping[str, Any]) -> JSONText:
+    """The payload as JSON, as DjangoJSONEncoder writes it (Decimals, dates, times, durations
+    and UUIDs as strings); a ValidationError when it is not an object or not JSON.
+
+    orjson encodes it, calling the encoder's own `default` for what it does not take or must
+    not write its way (dates and times); json, slower, settles what orjson refuses: integers
+    past 64 bits and keys that are not str, which it takes, and what neither takes, with its
+    own words for the error.
+    """
     if not isinstance(value, Mapping):
         raise ValidationError("An event's payload is an object.", code="invalid_payload")
+    payload = value if type(value) is dict else dict(value)
     try:
-        payload: dict[str, Any] = json.loads(json.dumps(dict(value), cls=DjangoJSONEncoder))
+        return JSONText(
+            orjson.dumps(payload, default=_DJANGO_JSON.default, option=_PAYLOAD_OPTIONS)
+        )
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        cleaned = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"An event's payload must be JSON: {exc}.", code="invalid_payload"
         ) from None
-    return payload
+    return JSONText(json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+_DJANGO_JSON = DjangoJSONEncoder()
+_PAYLOAD_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _clean_customer_id(value: object) -> int | None:
@@ -738,7 +783,10 @@ def _clean_customer_id(value: object) -> int | None:
     return value
 
 
-def _deliveries_for(events: Sequence[OutboxEvent], *, now: datetime) -> list[WebhookDelivery]:
+def _deliveries_for(
+    events: Sequence[tuple[int, str, int | None]], *, now: datetime
+) -> list[WebhookDelivery]:
+    """The deliveries of new events, each given as (id, type, customer_id)."""
     endpoints = list(
         WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.ENABLED)
         # A deactivated partner's endpoints get nothing, as its API keys can read nothing.
@@ -747,7 +795,7 @@ def _deliveries_for(events: Sequence[OutboxEvent], *, now: datetime) -> list[Web
     )
     if not endpoints:
         return []
-    customer_ids = {event.customer_id for event in events if event.customer_id is not None}
+    customer_ids = {customer_id for _, _, customer_id in events if customer_id is not None}
     partner_endpoint_ids = [e.pk for e in endpoints if e.partner_id is not None]
     # (endpoint, customer) pairs where the customer belongs to the endpoint's partner.
     reachable: set[tuple[int, int]] = set()
@@ -760,19 +808,19 @@ def _deliveries_for(events: Sequence[OutboxEvent], *, now: datetime) -> list[Web
     wall = timezone.now()
     return [
         WebhookDelivery(
-            event=event,
+            event_id=event_id,
             endpoint_id=endpoint.pk,
             next_attempt_at=now,
             dispatched_at=wall,
             created_at=now,
             updated_at=now,
         )
-        for event in events
+        for event_id, event_type, customer_id in events
         for endpoint in endpoints
-        if subscribes_to(endpoint.enabled_events, event.type)
+        if subscribes_to(endpoint.enabled_events, event_type)
         and (
             endpoint.partner_id is None
-            or (event.customer_id is not None and (endpoint.pk, event.customer_id) in reachable)
+            or (customer_id is not None and (endpoint.pk, customer_id) in reachable)
         )
     ]
 

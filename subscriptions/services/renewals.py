@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from django.db import transaction
-from django.db.models import F, Prefetch
+from django.db.models import F
 
 from billing.models import Invoice, InvoiceLine
 from billing.services.invoice_batches import InvoiceSpec, invoices_issue
@@ -31,11 +31,12 @@ from core import clock
 from core.actors import Actor
 from core.bulk import update_rows
 from core.errors import ApplicationError
+from core.queries import any_of
 from core.services import AuditSpec, audit_record_bulk, audit_snapshot
 from core.webhooks.events import EventType
 from core.webhooks.services import EventSpec, event_emit_bulk
 from customers.models import Customer
-from subscriptions.models import ScheduledChange, Subscription
+from subscriptions.models import ScheduledChange, Subscription, SubscriptionDiscount
 from subscriptions.services import state
 from subscriptions.webhook_payloads import subscription_payload
 
@@ -63,7 +64,7 @@ def _lock_plain(candidates: list[int], day: date) -> list[Subscription]:
     locked = list(
         Subscription.objects.select_for_update(of=("self",))
         .filter(
-            pk__in=candidates,
+            any_of("pk", candidates),
             status=Status.ACTIVE,
             parent_id__isnull=True,
             group_id__isnull=True,
@@ -74,19 +75,28 @@ def _lock_plain(candidates: list[int], day: date) -> list[Subscription]:
             next_transition_on__lte=day,
         )
         .order_by("pk")
-        .prefetch_related(
-            "discounts",
-            Prefetch(
-                "scheduled_changes",
-                queryset=ScheduledChange.objects.filter(status=ScheduledChange.Status.PENDING),
-            ),
-        )
     )
     if not locked:
         return []
     ids = [subscription.pk for subscription in locked]
-    with_addons = set(
-        Subscription.objects.filter(parent_id__in=ids).values_list("parent_id", flat=True)
+    # Only whether there are any: a subscription with add-ons, discounts or pending changes is
+    # not plain, so none of those rows is needed.
+    busy = (
+        set(
+            Subscription.objects.filter(any_of("parent_id", ids)).values_list(
+                "parent_id", flat=True
+            )
+        )
+        | set(
+            SubscriptionDiscount.objects.filter(any_of("subscription_id", ids)).values_list(
+                "subscription_id", flat=True
+            )
+        )
+        | set(
+            ScheduledChange.objects.filter(
+                any_of("subscription_id", ids), status=ScheduledChange.Status.PENDING
+            ).values_list("subscription_id", flat=True)
+        )
     )
     metered = set(
         PlanMeter.objects.filter(
@@ -96,21 +106,28 @@ def _lock_plain(candidates: list[int], day: date) -> list[Subscription]:
     plans = Plan.objects.in_bulk({subscription.plan_id for subscription in locked})
     phases = PlanPhase.objects.in_bulk({subscription.phase_id for subscription in locked})
     price_lists = PriceList.objects.in_bulk({s.price_list_id for s in locked})
-    customers = Customer.objects.in_bulk({subscription.customer_id for subscription in locked})
+    # What invoicing reads of a customer (the one with credit, finalized one by one, reads
+    # the rest if it needs it).
+    customers = Customer.objects.only(*_CUSTOMER_FIELDS).in_bulk(
+        {subscription.customer_id for subscription in locked}
+    )
     plain = []
     for subscription in locked:
         subscription.plan = plans[subscription.plan_id]
         subscription.phase = phases[subscription.phase_id]
-        subscription.price_list = price_lists[subscription.price_list_id]
-        subscription.customer = customers[subscription.customer_id]
         if (
-            subscription.pk not in with_addons
+            subscription.pk not in busy
             and subscription.plan_id not in metered
             and subscription.phase.kind == PlanPhase.Kind.EVERGREEN
             and subscription.phase.plan_id == subscription.plan_id
-            and not subscription.discounts.all()
-            and not subscription.scheduled_changes.all()
         ):
+            subscription.price_list = price_lists[subscription.price_list_id]
+            subscription.customer = customers[subscription.customer_id]
+            # What a prefetch would hold (none of either), for the webhook payload.
+            subscription._prefetched_objects_cache = {  # type: ignore[attr-defined]
+                "discounts": [],
+                "scheduled_changes": [],
+            }
             plain.append(subscription)
     return plain
 
@@ -121,8 +138,8 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
         return []
     billed_before = set(
         InvoiceLine.objects.filter(
+            any_of("subscription_id", [subscription.pk for subscription in subscriptions]),
             kind=InvoiceLine.Kind.RECURRING,
-            subscription_id__in=[subscription.pk for subscription in subscriptions],
             period_start__in={subscription.billed_through for subscription in subscriptions},
         ).values_list("subscription_id", "period_start")
     )
@@ -205,6 +222,7 @@ def _renew(subscriptions: list[Subscription], day: date, *, actor: Actor) -> lis
     return renewed
 
 
+_CUSTOMER_FIELDS = ("currency", "country", "region", "autocharge")
 _RENEWAL_FIELDS = [
     "usage_billed_through",
     "billed_through",

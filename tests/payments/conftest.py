@@ -16,6 +16,7 @@ import pytest
 import stripe
 
 from billing.ledger.selectors import account_balance
+from billing.listeners import register_payment_listener, unregister_payment_listener
 from billing.models import Invoice, PaymentMethod
 from billing.selectors import party
 from billing.services import invoice_create, payment_method_attach
@@ -171,3 +172,12 @@ def stripe_card(stripe_gateway: stripe.StripeClient) -> Callable[[str], str]:
         return str(method.id)
 
     return create
+
+
+@pytest.fixture
+def heard() -> Iterator[list[int]]:
+    """The invoice ids billing's payment listeners are called with, in calls' order."""
+    calls: list[int] = []
+    register_payment_listener("test", calls.extend)
+    yield calls
+    unregister_payment_listener("test")

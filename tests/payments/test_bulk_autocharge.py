@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +19,6 @@ from django.test.utils import CaptureQueriesContext
 from billing.gateways.base import ChargeRequest, ChargeResult
 from billing.gateways.simulated import SimulatedGateway
 from billing.ledger.models import JournalEntry, JournalLine
-from billing.listeners import register_payment_listener, unregister_payment_listener
 from billing.models import (
     GatewayCustomer,
     Invoice,
@@ -60,15 +59,6 @@ SaveCard = Callable[..., PaymentMethod]
 Bill = Callable[..., Invoice]
 Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
 Card = Callable[[str], str]
-
-
-@pytest.fixture
-def heard() -> Iterator[list[int]]:
-    """The invoice ids billing's payment listeners are called with, in calls' order."""
-    calls: list[int] = []
-    register_payment_listener("test", calls.extend)
-    yield calls
-    unregister_payment_listener("test")
 
 
 # --- a population of invoices, one of each kind -----------------------------------------------

@@ -9,7 +9,7 @@ invoice's commit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from decimal import Decimal
@@ -21,10 +21,16 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from billing.gateways.base import ChargeResult
-from billing.gateways.simulated import SimulatedGateway
+from billing.gateways.simulated import SUCCEED, SimulatedGateway
 from billing.ledger.models import JournalEntry
-from billing.listeners import register_payment_listener, unregister_payment_listener
-from billing.models import Invoice, Payment, PaymentAttempt, PaymentMethod, SimulatedCharge
+from billing.models import (
+    Invoice,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+    SimulatedCard,
+    SimulatedCharge,
+)
 from billing.services import invoice_create
 from billing.services.payments import (
     AUTOCHARGE,
@@ -42,7 +48,15 @@ from core.webhooks.models import OutboxEvent
 from customers.models import Customer
 from tests.conftest import FIXED_NOW
 
-from .conftest import DECLINE_AT_CHARGE, GENERIC_DECLINE, STAFF, VISA, line
+from .conftest import (
+    DECLINE_AT_CHARGE,
+    GENERIC_DECLINE,
+    PROCESSING_ERROR,
+    STAFF,
+    TIMEOUT,
+    VISA,
+    line,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -72,15 +86,6 @@ def left_behind(clock: Any, django_capture_on_commit_callbacks: Capture) -> Call
         return invoice
 
     return make
-
-
-@pytest.fixture
-def heard() -> Iterator[list[int]]:
-    """The invoice ids billing's payment listeners are called with."""
-    calls: list[int] = []
-    register_payment_listener("test", calls.extend)
-    yield calls
-    unregister_payment_listener("test")
 
 
 def _claimed(invoice: Invoice) -> _Claim:
@@ -344,6 +349,103 @@ def test_two_sweepers_at_once_settle_each_attempt_once(
         c.attempt.invoice_id for c in claims
     )
     assert AuditLog.objects.filter(action="payment_attempt.succeeded").count() == 6
+
+
+# --- outcomes left unknown ----------------------------------------------------------------------
+
+
+def _unknown(invoice: Invoice) -> PaymentAttempt:
+    """Autocharged, and the gateway's answer lost (a timeout, a processing error): unknown."""
+    claim = _claimed(invoice)
+    results = _charge_many([claim])
+    attempt = _record(claim.attempt.pk, results[claim.attempt.pk], actor=AUTOCHARGE)
+    assert attempt.status == "unknown"
+    return attempt
+
+
+def test_an_unknown_outcome_the_gateway_charged_becomes_the_payment(
+    make_customer: MakeCustomer,
+    save_card: SaveCard,
+    left_behind: Callable[..., Invoice],
+    heard: list[int],
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    # given a charge that timed out 16 minutes ago, though the gateway made it
+    invoice = left_behind(_visa_customer(make_customer, save_card, TIMEOUT))
+    attempt = _unknown(invoice)
+    _age(attempt, 16)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = payment_attempts_sweep()
+
+    # then the gateway's charge is the payment, and nothing was charged again
+    assert counts == {"unknown_attempts": 1, "succeeded": 1}
+    attempt.refresh_from_db()
+    assert attempt.status == "succeeded"
+    assert Payment.objects.get().attempt_id == attempt.pk
+    assert SimulatedCharge.objects.count() == 1
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert heard == [invoice.pk]
+
+
+def test_an_unknown_outcome_the_gateway_never_charged_is_sent_once_with_its_key(
+    make_customer: MakeCustomer, save_card: SaveCard, left_behind: Callable[..., Invoice]
+) -> None:
+    # given a processing error 16 minutes ago (nothing charged), the gateway working again since
+    invoice = left_behind(_visa_customer(make_customer, save_card, PROCESSING_ERROR))
+    attempt = _unknown(invoice)
+    _age(attempt, 16)
+    SimulatedCard.objects.update(behavior=SUCCEED)
+
+    counts = payment_attempts_sweep()
+
+    # then the same attempt, with its key, charged the invoice once
+    assert counts == {"unknown_attempts": 1, "succeeded": 1}
+    (again,) = PaymentAttempt.objects.filter(invoice=invoice)
+    assert (again.pk, again.status) == (attempt.pk, "succeeded")
+    assert list(SimulatedCharge.objects.values_list("idempotency_key", flat=True)) == [
+        attempt.idempotency_key
+    ]
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    # and a second sweep finds nothing left
+    assert payment_attempts_sweep() == {}
+
+
+def test_an_unknown_outcome_younger_than_the_stale_period_is_left_alone(
+    make_customer: MakeCustomer, save_card: SaveCard, left_behind: Callable[..., Invoice]
+) -> None:
+    invoice = left_behind(_visa_customer(make_customer, save_card, TIMEOUT))
+    attempt = _unknown(invoice)
+    _age(attempt, 14)
+
+    assert payment_attempts_sweep() == {}
+    attempt.refresh_from_db()
+    assert attempt.status == "unknown"
+    assert not Payment.objects.exists()
+
+
+def test_an_unknown_outcome_the_gateway_cannot_be_asked_about_waits_for_the_next_sweep(
+    make_customer: MakeCustomer,
+    save_card: SaveCard,
+    left_behind: Callable[..., Invoice],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    invoice = left_behind(_visa_customer(make_customer, save_card, TIMEOUT))
+    attempt = _unknown(invoice)
+    _age(attempt, 16)
+
+    def unreachable(self: SimulatedGateway, **_: Any) -> ChargeResult | None:
+        raise ConnectionError("the gateway is down")
+
+    monkeypatch.setattr(SimulatedGateway, "lookup_charge", unreachable)
+    assert payment_attempts_sweep() == {"unknown_attempts": 1, "failed": 1}
+    attempt.refresh_from_db()
+    assert attempt.status == "unknown"
+
+    monkeypatch.undo()
+    assert payment_attempts_sweep() == {"unknown_attempts": 1, "succeeded": 1}
 
 
 # --- invoices never attempted -------------------------------------------------------------------
