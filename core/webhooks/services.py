@@ -897,9 +897,11 @@ def _delivery_claim(delivery_id: int) -> _Claim | None:
     now = clock.now()
     wall = timezone.now()
     with transaction.atomic(durable=True):
-        # Skip, never wait: a row locked by another worker is that worker's to send.
+        # Wait for the lock, never skip: it is held only for a moment (another worker's claim,
+        # or a sweeper's scan that locked the row and then left it), and after the wait the
+        # filter is checked again on the row as committed, so a claim taken meanwhile wins.
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            WebhookDelivery.objects.select_for_update(of=("self",))
             .select_related("event", "endpoint__partner")
             .filter(pk=delivery_id, status__in=_OPEN, next_attempt_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=wall))

@@ -4,12 +4,13 @@ two sweepers never queue the same delivery. Real threads, real transactions."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 
 from core.webhooks.events import EventType
 from core.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -101,3 +102,32 @@ def test_sweepers_running_at_once_queue_each_due_delivery_once(
     assert len(receiver.requests) == 12
     sent = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SUCCEEDED)
     assert sorted(sent.values_list("id", flat=True)) == sorted(queued)
+
+
+def test_a_row_lock_held_for_a_moment_delays_the_send_but_does_not_skip_it(
+    make_endpoint: Callable[..., WebhookEndpoint],
+    receiver: Receiver,
+    clock: Callable[..., Any],
+) -> None:
+    """A sweeper's scan locks a row it then leaves (the row was dispatched by a sweeper that
+    committed first): the worker queued for that row waits for the lock, then sends."""
+    make_endpoint()
+    (delivery,) = _failed_once(receiver, 1)
+    clock(FIXED_NOW + timedelta(minutes=1))
+    locked = threading.Event()
+
+    def hold_lock() -> None:
+        with transaction.atomic():
+            WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+            locked.set()
+            time.sleep(0.3)
+
+    def deliver() -> WebhookDelivery | None:
+        locked.wait(timeout=10)
+        return webhook_deliver(delivery_id=delivery.pk)
+
+    _, sent = _run_at_once([hold_lock, deliver])
+
+    assert sent is not None
+    assert sent.status == WebhookDelivery.Status.SUCCEEDED
+    assert len(receiver.requests) == 1
