@@ -228,6 +228,10 @@ class RecognitionSchedule(models.Model):
     to the amount exactly. `reduced_amount` (credits and refunds) lowers the effective amount;
     `recognized_amount` is what this schedule has recognized net of the share of reductions
     moved to contra-revenue, always equal to the cumulative target at `recognized_through`.
+
+    A negative amount is a credit line over a service period (the unused time of a plan
+    change): it gives revenue back day by day over the days it credits, and its reduced and
+    recognized amounts are negative too (every amount of a schedule has its amount's sign).
     """
 
     source_type = models.CharField(max_length=40, default="invoice_line")
@@ -255,17 +259,28 @@ class RecognitionSchedule(models.Model):
                 fields=["source_type", "source_id"], name="ledger_schedule_source_unique"
             ),
             models.CheckConstraint(condition=CURRENCY_ISO, name="ledger_schedule_currency_iso"),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_schedule_positive"),
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_schedule_not_zero"),
             models.CheckConstraint(
                 condition=Q(service_end__gt=F("service_start")), name="ledger_schedule_period"
             ),
+            # From zero to the amount, whichever its sign: 0 <= reduced <= amount, and
+            # 0 <= recognized <= amount - reduced (both <= 0, and >=, for a negative amount).
             models.CheckConstraint(
-                condition=Q(reduced_amount__gte=0) & Q(reduced_amount__lte=F("amount")),
+                condition=Q(amount__gt=0, reduced_amount__gte=0, reduced_amount__lte=F("amount"))
+                | Q(amount__lt=0, reduced_amount__lte=0, reduced_amount__gte=F("amount")),
                 name="ledger_schedule_reduction_within_amount",
             ),
             models.CheckConstraint(
-                condition=Q(recognized_amount__gte=0)
-                & Q(recognized_amount__lte=F("amount") - F("reduced_amount")),
+                condition=Q(
+                    amount__gt=0,
+                    recognized_amount__gte=0,
+                    recognized_amount__lte=F("amount") - F("reduced_amount"),
+                )
+                | Q(
+                    amount__lt=0,
+                    recognized_amount__lte=0,
+                    recognized_amount__gte=F("amount") - F("reduced_amount"),
+                ),
                 name="ledger_schedule_recognized_within_amount",
             ),
             models.CheckConstraint(
@@ -296,7 +311,10 @@ class RecognitionSchedule(models.Model):
 
 
 class RecognitionReduction(models.Model):
-    """A credit or refund of part of a schedule, and the entry that booked it. Append-only."""
+    """A credit or refund of part of a schedule, and the entry that booked it. Append-only.
+
+    Its amounts have the schedule's sign: a negative schedule (a credit line) is reduced by a
+    negative amount, when the invoice that gave the credit is voided."""
 
     class Kind(models.TextChoices):
         CREDIT_NOTE = "credit_note", "Credit note"
@@ -319,12 +337,16 @@ class RecognitionReduction(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_reduction_positive"),
-            models.CheckConstraint(condition=Q(tax__gte=0), name="ledger_reduction_tax"),
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_reduction_not_zero"),
             models.CheckConstraint(
-                condition=Q(recognized_share__gte=0)
-                & Q(deferred_share__gte=0)
-                & Q(amount=F("recognized_share") + F("deferred_share")),
+                condition=Q(
+                    amount__gt=0, tax__gte=0, recognized_share__gte=0, deferred_share__gte=0
+                )
+                | Q(amount__lt=0, tax__lte=0, recognized_share__lte=0, deferred_share__lte=0),
+                name="ledger_reduction_signs",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount=F("recognized_share") + F("deferred_share")),
                 name="ledger_reduction_split",
             ),
         ]

@@ -14,13 +14,17 @@ The entries (Dr debit / Cr credit):
 - customer credit granted: Dr refunds_and_credits / Cr customer_credit;
 - payment: Dr cash / Cr accounts_receivable (Cr customer_credit for an overpayment);
 - refund of a credit balance: Dr customer_credit / Cr cash;
+- an invoice's credit lines: Dr deferred_revenue (lines with a service period, whose negative
+  schedules give the revenue back day by day), Dr refunds_and_credits (lines without),
+  Dr tax_payable (tax) / Cr accounts_receivable;
 - credit note on lines without a schedule: Dr refunds_and_credits (net), Dr tax_payable (tax) /
   Cr accounts_receivable, customer_credit or cash;
 - credit note or refund of a scheduled line: `recognition.recognition_reduce`;
 - write-off of an uncollectible invoice: Dr bad_debt / Cr accounts_receivable;
 - dispute opened: Dr disputed_funds (+ Dr chargeback_losses for the fee) / Cr cash;
   won: Dr cash / Cr disputed_funds; lost: Dr chargeback_losses / Cr disputed_funds;
-- revenue recognition: Dr deferred_revenue / Cr subscription_revenue (`recognition_run`).
+- revenue recognition: Dr deferred_revenue / Cr subscription_revenue (`recognition_run`; the
+  other way round for what credit lines give back).
 """
 
 from __future__ import annotations
@@ -262,6 +266,40 @@ def credit_note_entry(
                 contra_revenue + tax,
                 "" if counterparty == A.CASH else party,
             ),
+        ),
+    )
+
+
+def invoice_credit_lines_entry(
+    *,
+    key: str,
+    currency: str,
+    effective_date: date,
+    deferred: Decimal,
+    contra_revenue: Decimal,
+    tax: Decimal,
+    source_id: str | int,
+    party: str = "",
+) -> EntrySpec:
+    """An invoice's credit lines, against its receivable.
+
+    Dr deferred_revenue (`deferred`: lines with a service period, given back day by day by their
+    schedules) + Dr refunds_and_credits (`contra_revenue`: lines without one, at once) +
+    Dr tax_payable (tax) / Cr accounts_receivable.
+    """
+    deferred = _amount(deferred, "deferred")
+    contra_revenue, tax = _amount(contra_revenue, "contra_revenue"), _amount(tax, "tax")
+    return EntrySpec(
+        idempotency_key=key,
+        effective_date=effective_date,
+        source_type="invoice",
+        source_id=str(source_id),
+        description="Invoice credit lines",
+        lines=_lines(
+            ("debit", A.DEFERRED_REVENUE, currency, deferred, ""),
+            ("debit", A.REFUNDS_AND_CREDITS, currency, contra_revenue, ""),
+            ("debit", A.TAX_PAYABLE, currency, tax, ""),
+            ("credit", A.ACCOUNTS_RECEIVABLE, currency, deferred + contra_revenue + tax, party),
         ),
     )
 

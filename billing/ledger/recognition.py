@@ -13,6 +13,12 @@ A daily run posts ONE entry per currency and day (idempotency key "recognition:{
 Dr deferred_revenue / Cr each revenue account, for everything that became recognizable that day.
 Missed days are caught up, each on its own date, so revenue lands in the right month.
 
+A schedule with a negative amount is a credit line with a service period (the unused time a
+plan change gives back): the same rule, rounded half away from zero, takes its share of each
+day back out of revenue into deferred revenue (where the credit line's finalization put it), so
+the days it credits earn nothing on the old price. A day's entry nets each account's amounts:
+Dr or Cr deferred_revenue, Cr or Dr each revenue account.
+
 A credit or a refund of part of a schedule, effective on day d (d's own revenue not yet earned),
 reduces the schedule proportionally (`recognition_reduce`). With k = the days before d,
 E = the effective amount before and E' = E - amount after the reduction:
@@ -27,7 +33,8 @@ E = the effective amount before and E' = E - amount after the reduction:
 and the rest of the schedule is recognized as target_E'(k'), the same schedule reduced in the same
 proportion. If the daily run had not yet recognized the days before d (or had already recognized
 some from d on), the same entry first recognizes (or gives back) those days at the old amount,
-so the split never depends on when the run happened.
+so the split never depends on when the run happened. A negative schedule is reduced by a
+negative amount (its invoice voided): the same lines, each on the other side.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from billing.ledger.models import (
     JournalEntry,
     RecognitionReduction,
     RecognitionSchedule,
+    Side,
 )
 from billing.ledger.services import EntrySpec, Posting, ledger_post, ledger_post_batch
 from core import clock
@@ -67,12 +75,13 @@ REDUCTION_COUNTERPARTIES = (
 
 
 def recognition_target(amount: Decimal, days: int, total_days: int, currency: str) -> Decimal:
-    """round_half_up(amount * days / total_days) in `currency`, computed exactly in minor units."""
+    """round_half_up(amount * days / total_days) in `currency`, computed exactly in minor units
+    (half away from zero: a negative amount is the mirror of its positive)."""
     scale = 10 ** minor_units(currency)
     minor = int(amount * scale)
     # Half up on non-negative integers: floor((2 * a * k + n) / (2 * n)).
-    target = (2 * minor * days + total_days) // (2 * total_days)
-    return (Decimal(target) / scale).quantize(quantum(currency))
+    target = (2 * abs(minor) * days + total_days) // (2 * total_days)
+    return (Decimal(target if minor >= 0 else -target) / scale).quantize(quantum(currency))
 
 
 def recognition_key(currency: str, day: date) -> str:
@@ -90,7 +99,8 @@ def _elapsed(schedule: RecognitionSchedule, through: date) -> int:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """The terms of one schedule: `amount` (net of tax and discount) over [start, end)."""
+    """The terms of one schedule: `amount` (net of tax and discount) over [start, end); negative
+    for a credit line."""
 
     source_id: str | int
     currency: str
@@ -193,9 +203,9 @@ _TERMS = ("currency", "amount", "service_start", "service_end", "revenue_account
 def _schedule_row(spec: ScheduleSpec) -> RecognitionSchedule:
     currency = normalize_currency(spec.currency)
     amount = parse_decimal(spec.amount)
-    if amount <= 0 or not is_rounded(amount, currency):
+    if amount == 0 or not is_rounded(amount, currency):
         raise ValidationError(
-            f"A schedule's amount is positive, in whole {currency} minor units.",
+            f"A schedule's amount is not zero, in whole {currency} minor units.",
             code="invalid_amount",
             param="amount",
         )
@@ -306,10 +316,17 @@ def _run_currency(
             revenue = {code: amount for code, amount in sorted(per_day[d].items()) if amount}
             if not revenue:
                 continue
-            lines = [
-                Posting.debit(AccountCode.DEFERRED_REVENUE, currency, sum(revenue.values(), ZERO))
-            ]
-            lines += [Posting.credit(code, currency, amount) for code, amount in revenue.items()]
+            # Net amounts: what credit lines gave back that day is taken off what charges
+            # earned, account by account; an account (deferred revenue too) can end on
+            # either side.
+            deferred = sum(revenue.values(), ZERO)
+            lines = (
+                [_signed_debit(AccountCode.DEFERRED_REVENUE, currency, deferred)]
+                if deferred
+                else []
+            )
+            lines += [_signed_debit(code, currency, -amount) for code, amount in revenue.items()]
+            lines.sort(key=lambda posting: posting.side != Side.DEBIT)  # debits first
             specs.append(
                 EntrySpec(
                     idempotency_key=recognition_key(currency, d),
@@ -323,6 +340,13 @@ def _run_currency(
         ledger_post_batch(entries=specs)
         _save_progress(updates)
     return len(specs), len(updates)
+
+
+def _signed_debit(code: str, currency: str, amount: Decimal, party: str = "") -> Posting:
+    """A debit of `amount` to `code`, or a credit of its opposite when it is negative."""
+    if amount < 0:
+        return Posting.credit(code, currency, -amount, party)
+    return Posting.debit(code, currency, amount, party)
 
 
 def _save_progress(updates: list[tuple[int, Decimal, date]]) -> None:
@@ -357,7 +381,8 @@ def recognition_reduce(
     """Credit or refund `amount` (net of tax) of a schedule, effective at the start of a day.
 
     Books one entry (see the module docstring for the lines) and lowers the schedule in the same
-    proportion. Idempotent on the key: a retry with the same terms returns the first reduction.
+    proportion. `amount` and `tax` have the schedule's sign (negative to take back a credit
+    line). Idempotent on the key: a retry with the same terms returns the first reduction.
     """
     if kind not in RecognitionReduction.Kind.values:
         raise ValidationError("A reduction is a credit note or a refund.", param="kind")
@@ -368,8 +393,11 @@ def recognition_reduce(
             param="counterparty",
         )
     currency = schedule.currency
-    amount = _positive_amount(amount, currency, "amount", allow_zero=False)
-    tax = _positive_amount(tax, currency, "tax", allow_zero=True)
+    # Amounts are checked as their size; the schedule's sign goes back on after.
+    sign = -1 if schedule.amount < 0 else 1
+    amount, tax = parse_decimal(amount, param="amount"), parse_decimal(tax, param="tax")
+    amount = sign * _positive_amount(sign * amount, currency, "amount", allow_zero=False)
+    tax = sign * _positive_amount(sign * tax, currency, "tax", allow_zero=True)
     terms = {
         "schedule_id": schedule.pk,
         "kind": kind,
@@ -391,7 +419,7 @@ def recognition_reduce(
                 )
             return previous
         before = locked.effective_amount
-        if amount > before:
+        if abs(amount) > abs(before):
             raise ValidationError(
                 f"Only {before} {currency} of this schedule is left to reduce.",
                 code="ledger_reduction_too_large",
@@ -407,23 +435,21 @@ def recognition_reduce(
 
         deferred, revenue = AccountCode.DEFERRED_REVENUE, locked.revenue_account
         lines = []
-        if adjustment > 0:
-            lines += [
-                Posting.debit(deferred, currency, adjustment),
-                Posting.credit(revenue, currency, adjustment),
+        if adjustment:
+            # The debit first: deferred to revenue for days not yet recognized, revenue back to
+            # deferred for days recognized past the date.
+            moves = [
+                _signed_debit(deferred, currency, adjustment),
+                _signed_debit(revenue, currency, -adjustment),
             ]
-        elif adjustment < 0:
-            lines += [
-                Posting.debit(revenue, currency, -adjustment),
-                Posting.credit(deferred, currency, -adjustment),
-            ]
+            lines += moves if adjustment > 0 else moves[::-1]
         if recognized_share:
-            lines.append(Posting.debit(AccountCode.REFUNDS_AND_CREDITS, currency, recognized_share))
+            lines.append(_signed_debit(AccountCode.REFUNDS_AND_CREDITS, currency, recognized_share))
         if deferred_share:
-            lines.append(Posting.debit(deferred, currency, deferred_share))
+            lines.append(_signed_debit(deferred, currency, deferred_share))
         if tax:
-            lines.append(Posting.debit(AccountCode.TAX_PAYABLE, currency, tax))
-        lines.append(Posting.credit(counterparty, currency, amount + tax, party))
+            lines.append(_signed_debit(AccountCode.TAX_PAYABLE, currency, tax))
+        lines.append(_signed_debit(counterparty, currency, -(amount + tax), party))
         entry = ledger_post(
             idempotency_key=idempotency_key,
             effective_date=effective_date,

@@ -184,8 +184,8 @@ class DeferredMonth:
     currency: str
     opening: Decimal
     billed: Decimal  # credits: invoiced for future service
-    recognized: Decimal  # debits by recognition runs
-    reversed: Decimal  # other debits: credits and refunds of unearned service, reversals
+    recognized: Decimal  # by recognition runs, net of what credit lines gave back
+    reversed: Decimal  # other debits: credit lines, credits and refunds of unearned service
     closing: Decimal  # the balance at the month's end
 
 
@@ -197,14 +197,16 @@ def deferred_revenue_waterfall(*, currency: str, start: date, end: date) -> list
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT date_trunc('month', e.effective_date)::date, "  # noqa: S608
-            "SUM(l.amount) FILTER (WHERE l.side = 'credit'), "
-            "SUM(l.amount) FILTER (WHERE l.side = 'debit' AND e.source_type = %s), "
+            "SUM(l.amount) FILTER (WHERE l.side = 'credit' AND e.source_type <> %s), "
+            "SUM(CASE WHEN l.side = 'debit' THEN l.amount ELSE -l.amount END) "
+            "FILTER (WHERE e.source_type = %s), "
             "SUM(l.amount) FILTER (WHERE l.side = 'debit' AND e.source_type <> %s), "
             f"e.effective_date < %s FROM {_LINE} l JOIN {_ENTRY} e ON e.id = l.entry_id "
             f"JOIN {_ACCOUNT} a ON a.id = l.account_id "
             "WHERE a.code = %s AND l.currency = %s AND e.effective_date < %s "
             "GROUP BY 1, 5",
             [
+                RECOGNITION_SOURCE,
                 RECOGNITION_SOURCE,
                 RECOGNITION_SOURCE,
                 first,

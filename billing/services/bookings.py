@@ -8,8 +8,10 @@ the reconciliation compares with the invoices and balances.
 
 - Invoice finalized: Dr receivable (positive lines) / Cr deferred revenue (net of lines with a
   service period, each given a recognition schedule), Cr revenue (net of lines without one),
-  Cr tax payable. Credit lines (unused time, negative adjustments): Dr refunds and credits, Dr
-  tax payable / Cr receivable.
+  Cr tax payable. Credit lines: Dr deferred revenue for those with a service period (the
+  unused time of a plan change, each given a negative schedule that takes the revenue of the
+  days it credits back), Dr refunds and credits for those without (negative adjustments),
+  Dr tax payable / Cr receivable.
 - Customer balance: credit applied Dr customer credit / Cr receivable; a negative invoice's
   total and the credit a voided invoice gives back Dr receivable / Cr customer credit; manual
   adjustments against refunds and credits. (Credit notes book their own side.)
@@ -32,7 +34,7 @@ from decimal import Decimal
 from billing.ledger.models import AccountCode as A
 from billing.ledger.models import RecognitionReduction
 from billing.ledger.postings import (
-    credit_note_entry,
+    invoice_credit_lines_entry,
     invoice_finalized_entry,
     payment_entry,
     post_credit_applied,
@@ -67,6 +69,17 @@ INVOICE_LINE = "invoice_line"
 def _net(total: Decimal, tax: Decimal) -> Decimal:
     """Revenue of a line: its total less its tax (an inclusive tax is inside the total)."""
     return total - tax
+
+
+def _schedulable_credit(line: InvoiceLine) -> bool:
+    """A credit line recognized over its service period (unused time), not at once."""
+    return (
+        line.total < 0
+        and line.period_start is not None
+        and line.period_end is not None
+        and line.period_end > line.period_start
+        and _net(line.total, line.tax_amount) < 0
+    )
 
 
 def _transfer(
@@ -135,9 +148,11 @@ def book_invoices_finalized(*, invoices: Sequence[tuple[Invoice, Sequence[Invoic
                     party=who,
                 )
             )
-        for line in scheduled:
+        credits = [line for line in lines if line.total < 0]
+        scheduled_credits = [line for line in credits if _schedulable_credit(line)]
+        for line in scheduled + scheduled_credits:
             net = _net(line.total, line.tax_amount)
-            if net > 0 and line.period_start is not None and line.period_end is not None:
+            if net and line.period_start is not None and line.period_end is not None:
                 schedules.append(
                     ScheduleSpec(
                         source_id=line.pk,
@@ -148,16 +163,22 @@ def book_invoices_finalized(*, invoices: Sequence[tuple[Invoice, Sequence[Invoic
                         service_end=line.period_end,
                     )
                 )
-        credits = [line for line in lines if line.total < 0]
         if credits:
             entries.append(
-                credit_note_entry(
+                invoice_credit_lines_entry(
                     key=f"invoice:{invoice.pk}:credit_lines",
                     currency=invoice.currency,
                     effective_date=invoice.issued_on,
-                    counterparty=A.ACCOUNTS_RECEIVABLE,
+                    deferred=-sum(
+                        (_net(line.total, line.tax_amount) for line in scheduled_credits), ZERO
+                    ),
                     contra_revenue=-sum(
-                        (_net(line.total, line.tax_amount) for line in credits), ZERO
+                        (
+                            _net(line.total, line.tax_amount)
+                            for line in credits
+                            if line not in scheduled_credits
+                        ),
+                        ZERO,
                     ),
                     tax=-sum((line.tax_amount for line in credits), ZERO),
                     source_id=invoice.pk,
@@ -169,21 +190,27 @@ def book_invoices_finalized(*, invoices: Sequence[tuple[Invoice, Sequence[Invoic
 
 
 def book_invoice_voided(*, invoice: Invoice, effective_date: date) -> None:
-    """Take a voided invoice's lines back out of the books (against its receivable)."""
+    """Take a voided invoice's lines back out of the books (against its receivable): each line
+    with a schedule (a credit line's negative one too) is reduced to nothing, the others are
+    reversed from revenue (charges) or refunds and credits (credit lines)."""
     lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("position", "id"))
     who = party(invoice.customer_id)
-    unscheduled_net = unscheduled_tax = ZERO
+    unscheduled_net = unscheduled_tax = credit_net = credit_tax = ZERO
     reductions = []
     for line in lines:
-        if line.total <= 0:
+        if not line.total:
             continue
         net = _net(line.total, line.tax_amount)
         schedule = recognition_schedule_for_source(source_id=line.pk, source_type=INVOICE_LINE)
-        if schedule is not None and schedule.effective_amount > 0:
+        # The schedule's effective amount has the line's sign unless a reduction used it up.
+        if schedule is not None and schedule.effective_amount * line.total > 0:
             reductions.append((schedule, line))
-        else:
+        elif line.total > 0:
             unscheduled_net += net
             unscheduled_tax += line.tax_amount
+        else:
+            credit_net -= net
+            credit_tax -= line.tax_amount
     for schedule, line in sorted(reductions, key=lambda pair: pair[0].pk):
         recognition_reduce(
             schedule=schedule,
@@ -209,9 +236,6 @@ def book_invoice_voided(*, invoice: Invoice, effective_date: date) -> None:
         ],
         credits=[(A.ACCOUNTS_RECEIVABLE, unscheduled_net + unscheduled_tax, who)],
     )
-    credits = [line for line in lines if line.total < 0]
-    credit_net = -sum((_net(line.total, line.tax_amount) for line in credits), ZERO)
-    credit_tax = -sum((line.tax_amount for line in credits), ZERO)
     _transfer(
         key=f"invoice:{invoice.pk}:void:credit_lines",
         source_type="invoice",

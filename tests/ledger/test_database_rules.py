@@ -335,6 +335,35 @@ def test_an_account_must_belong_to_the_chart_with_its_type() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("amount", "reduced", "recognized", "constraint"),
+    [
+        ("0", "0", "0", "ledger_schedule_not_zero"),
+        ("-10", "1", "0", "ledger_schedule_reduction_within_amount"),
+        ("-10", "0", "1", "ledger_schedule_recognized_within_amount"),
+        ("-10", "-4", "-7", "ledger_schedule_recognized_within_amount"),
+        ("10", "-1", "0", "ledger_schedule_reduction_within_amount"),
+    ],
+)
+def test_every_amount_of_a_schedule_has_its_sign(
+    amount: str, reduced: str, recognized: str, constraint: str
+) -> None:
+    with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+        RecognitionSchedule.objects.create(
+            source_id="1",
+            currency="USD",
+            amount=D(amount),
+            reduced_amount=D(reduced),
+            recognized_amount=D(recognized),
+            service_start=date(2026, 1, 1),
+            service_end=date(2026, 2, 1),
+            recognized_through=date(2025, 12, 31),
+            created_at=NOW,
+            updated_at=NOW,
+        )
+
+
+@pytest.mark.django_db
 def test_a_schedule_never_changes_its_terms() -> None:
     schedule = RecognitionSchedule.objects.create(
         source_id="1",

@@ -20,6 +20,7 @@ from billing.ledger.recognition import (
     recognition_target,
 )
 from billing.ledger.reports import deferred_revenue_reconciliation, revenue_by_month
+from billing.ledger.services import Posting, ledger_post
 from core import services as core_services
 from core.actors import SYSTEM
 from core.errors import ConflictError, ValidationError
@@ -75,6 +76,13 @@ def test_the_target_is_cumulative_and_rounded_half_up() -> None:
     assert recognition_target(D("7"), 0, 31, "USD") == D("0.00")
 
 
+def test_a_negative_target_mirrors_the_positive_one() -> None:
+    assert recognition_target(D("-10.00"), 1, 3, "USD") == D("-3.33")
+    assert recognition_target(D("-10.00"), 2, 3, "USD") == D("-6.67")
+    assert recognition_target(D("-10.00"), 3, 3, "USD") == D("-10.00")
+    assert recognition_target(D("-0.05"), 1, 2, "USD") == D("-0.03")  # half away from zero
+
+
 def test_a_schedule_is_created_once_per_source() -> None:
     first = recognition_schedule_create(
         source_id=9,
@@ -112,6 +120,7 @@ def test_a_schedule_is_created_once_per_source() -> None:
     ("amount", "end", "param"),
     [
         (D("0"), date(2026, 2, 1), "amount"),
+        (D("-1.001"), date(2026, 2, 1), "amount"),
         (D("1.001"), date(2026, 2, 1), "amount"),
         (D("10"), JAN_1, "service_end"),
     ],
@@ -375,3 +384,109 @@ def test_the_schedules_reconcile_with_deferred_revenue() -> None:
     )
     rows = {r.currency: (r.ledger_deferred, r.scheduled) for r in deferred_revenue_reconciliation()}
     assert rows == {"JPY": (D("1100"), D("1100")), "USD": (D("35.00"), D("35.00"))}
+
+
+# --- credit lines: negative schedules -----------------------------------------------------------
+
+
+def _credit_scheduled(
+    source_id: str, amount: str, start: date = JAN_1, end: date = date(2026, 2, 1)
+) -> RecognitionSchedule:
+    """A credit line (negative `amount`) taken out of deferred revenue and scheduled, as
+    billing does at finalization."""
+    ledger_post(
+        idempotency_key=f"credit:{source_id}",
+        effective_date=start,
+        source_type="invoice",
+        source_id=source_id,
+        lines=[
+            Posting.debit(A.DEFERRED_REVENUE, "USD", -D(amount)),
+            Posting.credit(A.ACCOUNTS_RECEIVABLE, "USD", -D(amount)),
+        ],
+    )
+    return recognition_schedule_create(
+        source_id=source_id, currency="USD", amount=D(amount), service_start=start, service_end=end
+    )
+
+
+def test_a_credit_line_gives_revenue_back_day_by_day(balance: Callable[..., Decimal]) -> None:
+    _scheduled("1", "30.00", end=date(2026, 1, 4))
+    _credit_scheduled("2", "-10.00", end=date(2026, 1, 4))
+
+    recognition_run(day=date(2026, 1, 3))
+
+    # Each day nets 10 earned and 3.33 (then 3.34, 3.33) given back, in one entry.
+    assert [
+        lines_of(entry)
+        for entry in JournalEntry.objects.filter(source_type="recognition").order_by("id")
+    ] == [
+        [
+            ("debit", A.DEFERRED_REVENUE, D("6.6700")),
+            ("credit", A.SUBSCRIPTION_REVENUE, D("6.6700")),
+        ],
+        [
+            ("debit", A.DEFERRED_REVENUE, D("6.6600")),
+            ("credit", A.SUBSCRIPTION_REVENUE, D("6.6600")),
+        ],
+        [
+            ("debit", A.DEFERRED_REVENUE, D("6.6700")),
+            ("credit", A.SUBSCRIPTION_REVENUE, D("6.6700")),
+        ],
+    ]
+    assert balance(A.SUBSCRIPTION_REVENUE) == D("20.00")
+    assert balance(A.DEFERRED_REVENUE) == D("0")
+    credit = RecognitionSchedule.objects.get(source_id="2")
+    assert (credit.recognized_amount, credit.recognized_through) == (D("-10.00"), date(2026, 1, 3))
+
+
+def test_a_day_that_gives_back_more_than_it_earns_credits_deferred_revenue(
+    balance: Callable[..., Decimal],
+) -> None:
+    _credit_scheduled("1", "-31.00")
+
+    recognition_run(day=JAN_1)
+
+    (entry,) = JournalEntry.objects.filter(source_type="recognition")
+    assert lines_of(entry) == [
+        ("debit", A.SUBSCRIPTION_REVENUE, D("1.0000")),
+        ("credit", A.DEFERRED_REVENUE, D("1.0000")),
+    ]
+    # Alone, the credit's 30 still to give back are a debit balance in deferred revenue.
+    assert balance(A.DEFERRED_REVENUE) == D("-30.00")
+    assert deferred_revenue_reconciliation()[0].difference == 0
+
+
+def test_a_credit_line_is_taken_back_by_a_negative_reduction(
+    balance: Callable[..., Decimal],
+) -> None:
+    schedule = _credit_scheduled("1", "-31.00")
+    recognition_run(day=date(2026, 1, 10))
+
+    with pytest.raises(ValidationError) as refused:
+        recognition_reduce(
+            schedule=schedule,
+            amount=D("31.00"),
+            effective_date=date(2026, 1, 11),
+            counterparty=A.ACCOUNTS_RECEIVABLE,
+            idempotency_key="void:1",
+        )
+    assert refused.value.param == "amount"
+
+    reduction = recognition_reduce(
+        schedule=schedule,
+        amount=D("-31.00"),
+        effective_date=date(2026, 1, 11),
+        counterparty=A.ACCOUNTS_RECEIVABLE,
+        idempotency_key="void:1",
+    )
+
+    # The ten days given back go to refunds and credits (the other way), the rest back into
+    # deferred revenue, against the receivable.
+    assert (reduction.recognized_share, reduction.deferred_share) == (D("-10.00"), D("-21.00"))
+    assert lines_of(reduction.entry) == [
+        ("credit", A.REFUNDS_AND_CREDITS, D("10.0000")),
+        ("credit", A.DEFERRED_REVENUE, D("21.0000")),
+        ("debit", A.ACCOUNTS_RECEIVABLE, D("31.0000")),
+    ]
+    assert balance(A.DEFERRED_REVENUE) == D("0")
+    assert recognition_run(day=date(2026, 1, 31)).entries == 0

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from billing.ledger.models import RecognitionSchedule
+from billing.ledger.reports import deferred_revenue_reconciliation, revenue_by_month
 from billing.models import Invoice, InvoiceLine
 from catalog import services as catalog
 from catalog.models import Meter, PlanMeter
@@ -239,3 +241,38 @@ def test_a_failing_subscription_is_counted_and_does_not_stop_the_others(
     assert broken.subscription.billed_through == date(2026, 2, 15)  # nothing moved
     assert fine.subscription.billed_through == date(2026, 3, 15)
     assert len(invoices_of(broken_customer)) == 1
+
+
+def test_an_upgrade_gives_the_unused_days_revenue_back_over_those_days(
+    make_plan: Any, customer: Any, advance_to: Any
+) -> None:
+    """10.00 a month from Jan 15, upgraded to 20.00 on Jan 25: the unused time (-6.77, 21 of
+    31 days) is given back over Jan 25 - Feb 15 as the new price is earned, so January earns
+    5.48 - 2.26 + 4.52 and nothing goes to refunds and credits."""
+    silver = make_plan("silver", "10.00")
+    gold = make_plan("gold", "20.00")
+    subscription = subscription_create(customer=customer, plan=silver, actor=STAFF).subscription
+    advance_to(date(2026, 1, 25))
+
+    result = subscription_change_plan(subscription=subscription, plan=gold, actor=STAFF)
+
+    assert isinstance(result, LifecycleResult)
+    assert result.invoice is not None
+    credit, charge = result.invoice.lines.order_by("position")
+    assert (credit.kind, credit.total, charge.total) == (
+        InvoiceLine.Kind.PRORATION_CREDIT,
+        D("-6.77"),
+        D("13.55"),
+    )
+    schedule = RecognitionSchedule.objects.get(source_id=str(credit.pk))
+    assert (schedule.amount, schedule.service_start, schedule.service_end) == (
+        D("-6.77"),
+        date(2026, 1, 25),
+        date(2026, 2, 15),
+    )
+
+    advance_to(date(2026, 2, 2))
+
+    (january,) = revenue_by_month(currency="USD", start=date(2026, 1, 1), end=date(2026, 1, 31))
+    assert (january.recognized, january.refunds_and_credits) == (D("7.74"), D("0"))
+    assert all(row.difference == 0 for row in deferred_revenue_reconciliation())
