@@ -174,29 +174,42 @@ def test_120_usd_quarterly_with_a_30_usd_credit_note_before_payment(
     assert ledger_reconciliation().mismatches == []
 
 
-def _upgrade_lines(
-    *, old: str, new: str, start: date, end: date, days: int, period_days: int
-) -> list[Any]:
-    """The lines of a mid-period change: the unused time on the old price given back and the
-    remaining time on the new one, both over [start, end)."""
-    return [
+def _bill_then_change(
+    clock: Any,
+    bill: Bill,
+    customer: Customer,
+    *,
+    old: str,
+    new: str,
+    start: date,
+    change_on: date,
+    end: date,
+) -> Invoice:
+    """`old` billed for [start, end) on `start` (the clock's day), the days lived up to
+    `change_on`, then a change to `new` billed: the unused time on the old price given back and
+    the remaining time on the new one, both over [change_on, end)."""
+    bill(customer, line("Plan", old, period_start=start, period_end=end))
+    _live_until(clock, start + timedelta(days=1), change_on)
+    proration = ((end - change_on).days, (end - start).days)
+    return bill(
+        customer,
         line(
             "Unused time",
             old,
             kind="proration_credit",
-            period_start=start,
+            period_start=change_on,
             period_end=end,
-            proration=(days, period_days),
+            proration=proration,
         ),
         line(
             "Remaining time",
             new,
             kind="proration_charge",
-            period_start=start,
+            period_start=change_on,
             period_end=end,
-            proration=(days, period_days),
+            proration=proration,
         ),
-    ]
+    )
 
 
 def test_upgrade_on_april_21_recognizes_the_unused_time_back_over_its_own_days(
@@ -211,22 +224,15 @@ def test_upgrade_on_april_21_recognizes_the_unused_time_back_over_its_own_days(
     the old price and 40 on the new, and nothing goes to refunds and credits."""
     clock(_at(date(2026, 4, 1)))
     customer = _paying_customer(make_customer, save_card)
-    bill(
+    upgrade = _bill_then_change(
+        clock,
+        bill,
         customer,
-        line("Monthly", "90.00", period_start=date(2026, 4, 1), period_end=date(2026, 5, 1)),
-    )
-    _live_until(clock, date(2026, 4, 2), date(2026, 4, 21))
-
-    upgrade = bill(
-        customer,
-        *_upgrade_lines(
-            old="90.00",
-            new="120.00",
-            start=date(2026, 4, 21),
-            end=date(2026, 5, 1),
-            days=10,
-            period_days=30,
-        ),
+        old="90.00",
+        new="120.00",
+        start=date(2026, 4, 1),
+        change_on=date(2026, 4, 21),
+        end=date(2026, 5, 1),
     )
     assert [line.total for line in upgrade.lines.order_by("position")] == [D("-30.00"), D("40.00")]
     assert upgrade.status == "paid"
@@ -260,21 +266,15 @@ def test_annual_upgrade_on_july_1_moves_revenue_month_by_month_not_at_once(
     the whole 184 of unused time taken off July."""
     clock(_at(date(2026, 1, 1)))
     customer = _paying_customer(make_customer, save_card)
-    bill(
+    upgrade = _bill_then_change(
+        clock,
+        bill,
         customer,
-        line("Annual", "365.00", period_start=date(2026, 1, 1), period_end=date(2027, 1, 1)),
-    )
-    _live_until(clock, date(2026, 1, 2), date(2026, 7, 1))
-    upgrade = bill(
-        customer,
-        *_upgrade_lines(
-            old="365.00",
-            new="730.00",
-            start=date(2026, 7, 1),
-            end=date(2027, 1, 1),
-            days=184,
-            period_days=365,
-        ),
+        old="365.00",
+        new="730.00",
+        start=date(2026, 1, 1),
+        change_on=date(2026, 7, 1),
+        end=date(2027, 1, 1),
     )
     assert [line.total for line in upgrade.lines.order_by("position")] == [
         D("-184.00"),
@@ -309,21 +309,15 @@ def test_voiding_an_upgrade_invoice_takes_back_both_lines_as_far_as_they_were_re
     rest leaves deferred revenue, and neither line recognizes anything after."""
     clock(_at(date(2026, 4, 1)))
     customer = make_customer(autocharge=False)
-    bill(
+    upgrade = _bill_then_change(
+        clock,
+        bill,
         customer,
-        line("Monthly", "90.00", period_start=date(2026, 4, 1), period_end=date(2026, 5, 1)),
-    )
-    _live_until(clock, date(2026, 4, 2), date(2026, 4, 21))
-    upgrade = bill(
-        customer,
-        *_upgrade_lines(
-            old="90.00",
-            new="120.00",
-            start=date(2026, 4, 21),
-            end=date(2026, 5, 1),
-            days=10,
-            period_days=30,
-        ),
+        old="90.00",
+        new="120.00",
+        start=date(2026, 4, 1),
+        change_on=date(2026, 4, 21),
+        end=date(2026, 5, 1),
     )
     _live_until(clock, date(2026, 4, 22), date(2026, 4, 25))
 
@@ -352,21 +346,15 @@ def test_downgrade_on_april_21_gives_more_back_each_day_than_the_new_price_earns
     as billed), and the -10 invoice becomes customer credit."""
     clock(_at(date(2026, 4, 1)))
     customer = _paying_customer(make_customer, save_card)
-    bill(
+    downgrade = _bill_then_change(
+        clock,
+        bill,
         customer,
-        line("Monthly", "120.00", period_start=date(2026, 4, 1), period_end=date(2026, 5, 1)),
-    )
-    _live_until(clock, date(2026, 4, 2), date(2026, 4, 21))
-    downgrade = bill(
-        customer,
-        *_upgrade_lines(
-            old="120.00",
-            new="90.00",
-            start=date(2026, 4, 21),
-            end=date(2026, 5, 1),
-            days=10,
-            period_days=30,
-        ),
+        old="120.00",
+        new="90.00",
+        start=date(2026, 4, 1),
+        change_on=date(2026, 4, 21),
+        end=date(2026, 5, 1),
     )
     assert downgrade.total == D("-10.00")
 
