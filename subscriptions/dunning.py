@@ -40,6 +40,7 @@ from billing.models import Invoice, InvoiceLine, PaymentAttempt
 from billing.services import invoice_autocharge, invoice_mark_uncollectible
 from core import clock
 from core.actors import Actor
+from core.bulk import array_literal
 from core.errors import ApplicationError
 from core.money import format_amount
 from core.notifications.services import notification_send
@@ -137,11 +138,11 @@ def _needing_sync(invoice_ids: Sequence[int]) -> list[int]:
         cursor.execute(
             f"SELECT i.id FROM {Invoice._meta.db_table} i "  # noqa: S608 - our tables
             f"LEFT JOIN {DunningCase._meta.db_table} c ON c.invoice_id = i.id "
-            "WHERE i.id = ANY(%s) AND (c.status = %s OR (c.id IS NULL AND i.status = %s "
+            "WHERE i.id = ANY(%s::bigint[]) AND (c.status = %s OR (c.id IS NULL AND i.status = %s "
             f"AND EXISTS (SELECT 1 FROM {PaymentAttempt._meta.db_table} a "
             "WHERE a.invoice_id = i.id AND a.status = %s))) ORDER BY i.id",
             [
-                list(invoice_ids),
+                array_literal(invoice_ids),
                 str(DunningCase.Status.OPEN),
                 str(Invoice.Status.OPEN),
                 str(PaymentAttempt.Status.DECLINED),
